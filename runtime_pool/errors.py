@@ -1,0 +1,79 @@
+"""The errors raised by :mod:`runtime_pool`, under one root: :class:`RuntimePoolError`."""
+
+from __future__ import annotations
+
+__all__ = (
+    "HeapLimitExceeded",
+    "InvalidValue",
+    "MemoryLimitExceeded",
+    "PoolClosed",
+    "RuntimePoolError",
+    "SandboxCrashed",
+    "ScriptError",
+    "ScriptTimeout",
+    "ValueTooLarge",
+)
+
+
+class RuntimePoolError(Exception):
+    """Root of every error raised by the runtime pool."""
+
+
+class ScriptError(RuntimePoolError):
+    """The script threw: ``name``, ``message`` and ``stack`` come from the JS error."""
+
+    def __init__(self, name: str, message: str, stack: str | None = None) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.message = message
+        self.stack = stack
+
+
+class ScriptTimeout(RuntimePoolError):
+    """The script ran past its time limit and was stopped."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"script did not finish within {timeout:g} s")
+        self.timeout = timeout
+
+
+class HeapLimitExceeded(RuntimePoolError):
+    """The script outgrew the V8 heap limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"script exceeded the JS heap limit of {limit} bytes")
+        self.limit = limit
+
+
+class MemoryLimitExceeded(RuntimePoolError):
+    """The worker's memory (typed arrays, WebAssembly memory, ...) outgrew its limit."""
+
+    def __init__(self, limit: int, used: int | None = None) -> None:
+        detail = f" (reached {used} bytes)" if used is not None else ""
+        super().__init__(f"script exceeded the worker memory limit of {limit} bytes{detail}")
+        self.limit = limit
+        self.used = used
+
+
+class InvalidValue(RuntimePoolError):
+    """A value crossing the sandbox boundary is not plain JSON-like data."""
+
+
+class ValueTooLarge(InvalidValue):
+    """A value crossing the sandbox boundary is over the size or depth cap, or cyclic."""
+
+    def __init__(self, message: str, *, limit: int | None = None) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class SandboxCrashed(RuntimePoolError):
+    """The worker process serving the run died; the pool has replaced it."""
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class PoolClosed(RuntimePoolError):
+    """The pool is not open (not entered yet, or already closed)."""

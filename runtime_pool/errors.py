@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = (
     "HeapLimitExceeded",
     "InvalidValue",
@@ -16,7 +18,12 @@ __all__ = (
 
 
 class RuntimePoolError(Exception):
-    """Root of every error raised by the runtime pool."""
+    """Root of every error raised by the runtime pool.
+
+    ``logs`` holds the console lines the script wrote before a run failed.
+    """
+
+    logs: tuple[Any, ...] = ()
 
 
 class ScriptError(RuntimePoolError):

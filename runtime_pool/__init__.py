@@ -1,0 +1,7 @@
+"""A warm pool of sandboxed jsrun runtimes in supervised worker processes."""
+
+from . import errors
+from ._pool import RuntimePool
+from ._results import Execution, LogLine, PoolStatistics
+
+__all__ = ("Execution", "LogLine", "PoolStatistics", "RuntimePool", "errors")

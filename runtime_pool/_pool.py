@@ -1,0 +1,343 @@
+"""The pool: warm sandbox workers, checkout and checkin, supervision, statistics."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, Literal
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+
+from . import errors
+from ._process import WorkerProcess
+from ._results import Execution, PoolStatistics
+from ._run import Limits, drive_run, prepare_run
+from ._slot import Slot, Waiter
+
+__all__ = ("RuntimePool",)
+
+logger = structlog.get_logger(__name__)
+
+Isolation = Literal["reuse", "fresh"]
+_RESPAWN_BACKOFF = 1.0
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+class RuntimePool:
+    """A warm pool of sandboxed jsrun runtimes, each in its own supervised worker process.
+
+    Use as ``async with RuntimePool() as pool: await pool.run(code, ...)``.
+    ``size=None`` means one worker per usable core.
+    """
+
+    def __init__(
+        self,
+        size: int | None = None,
+        *,
+        heap_limit: int = 64 * 2**20,
+        memory_limit: int = 512 * 2**20,
+        timeout: float = 30.0,
+        max_value_bytes: int = 8 * 2**20,
+        max_depth: int = 100,
+        isolation: Isolation = "reuse",
+        park_after: float = 0.02,
+        max_log_lines: int = 1000,
+        max_log_chars: int = 64 * 1024,
+        max_runs_per_runtime: int = 10_000,
+        start_timeout: float = 30.0,
+    ) -> None:
+        self.size = _usable_cores() if size is None else size
+        if self.size < 1:
+            raise ValueError("size must be at least 1")
+        if heap_limit < 16 * 2**20:
+            raise ValueError("heap_limit must be at least 16 MiB (V8 aborts below ~8 MiB)")
+        if memory_limit <= heap_limit:
+            raise ValueError("memory_limit must be larger than heap_limit")
+        if timeout <= 0 or max_value_bytes <= 0 or max_depth <= 0:
+            raise ValueError("timeout, max_value_bytes and max_depth must be positive")
+        if isolation not in ("reuse", "fresh"):
+            raise ValueError("isolation must be 'reuse' or 'fresh'")
+        self.heap_limit = heap_limit
+        self.memory_limit = memory_limit
+        self.timeout = timeout
+        self.max_value_bytes = max_value_bytes
+        self.isolation = isolation
+        self._park_after = park_after
+        self._start_timeout = start_timeout
+        self._worker_config = {
+            "parent": os.getpid(),
+            "heap_limit": heap_limit,
+            "memory_limit": memory_limit,
+            "max_value_bytes": max_value_bytes,
+            "max_depth": max_depth,
+            "max_log_lines": max_log_lines,
+            "max_log_chars": max_log_chars,
+            "isolation": isolation,
+            "max_runs": max_runs_per_runtime,
+        }
+        self._limits = Limits(heap_limit, memory_limit, max_value_bytes)
+        self._slots: set[Slot] = set()
+        self._idle: list[Slot] = []
+        self._waiters: deque[Waiter] = deque()
+        self._tokens = itertools.count(1)
+        self._task_group: TaskGroup | None = None
+        self._state: Literal["new", "open", "closed"] = "new"
+        self._started = anyio.Event()
+        self._start_failure: BaseException | None = None
+        self._runs = self._crashes = self._recycles = self._spawns = 0
+
+    # ---- lifecycle ----------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        """True between entering and leaving ``async with``."""
+        return self._state == "open"
+
+    async def __aenter__(self) -> RuntimePool:
+        if self._state != "new":
+            raise errors.PoolClosed("a RuntimePool can be opened only once")
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._state = "open"
+        try:
+            for _ in range(self.size):
+                self._task_group.start_soon(self._keep_worker)
+            with anyio.fail_after(self._start_timeout):
+                await self._started.wait()
+            if self._start_failure is not None:
+                raise self._start_failure
+        except BaseException as exc:
+            await self._close(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._close(exc_type, exc, tb)
+
+    async def _close(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        while self._waiters:
+            self._waiters.popleft().wake(None)
+        assert self._task_group is not None
+        self._task_group.cancel_scope.cancel()
+        await self._task_group.__aexit__(exc_type, exc, tb)
+
+    # ---- running scripts ------------------------------------------------------------
+
+    async def run(
+        self,
+        code: str,
+        *,
+        globals: Mapping[str, Any] | None = None,
+        api: Mapping[str, Callable[..., Any]] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Run ``code`` (the body of an async JS function) and return its value."""
+        execution = await self.execute(code, globals=globals, api=api, timeout=timeout)
+        return execution.value
+
+    async def execute(
+        self,
+        code: str,
+        *,
+        globals: Mapping[str, Any] | None = None,
+        api: Mapping[str, Callable[..., Any]] | None = None,
+        timeout: float | None = None,
+    ) -> Execution:
+        """Like :meth:`run`, but return the value with the console lines and the duration."""
+        if self._state != "open":
+            raise errors.PoolClosed("the pool is not open")
+        limit = self.timeout if timeout is None else timeout
+        if limit <= 0:
+            raise ValueError("timeout must be positive")
+        request = prepare_run(
+            code, globals or {}, api or {}, timeout=limit, max_value_bytes=self.max_value_bytes
+        )
+        slot = await self._checkout()
+        self._runs += 1
+        return await drive_run(slot, next(self._tokens), request, self._limits)
+
+    @property
+    def _closing(self) -> bool:
+        return self._state != "open"
+
+    # ---- checkout and checkin ---------------------------------------------------------
+
+    async def _checkout(self) -> Slot:
+        while self._idle:
+            slot = self._idle.pop()
+            if not slot.dead:
+                slot.take()
+                return slot
+        waiter = Waiter()
+        self._waiters.append(waiter)
+        try:
+            woken = await waiter.wait()
+        except BaseException:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            elif waiter.slot is not None:
+                self._checkin(waiter.slot)
+            raise
+        if woken is None:
+            raise errors.PoolClosed("the pool closed while waiting for a worker")
+        woken.take()
+        return woken
+
+    def _checkin(self, slot: Slot) -> None:
+        if slot.dead or self._closing:
+            return
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if waiter.wake(slot):
+                return
+        slot.release()
+        self._idle.append(slot)
+
+    # ---- supervision ------------------------------------------------------------------
+
+    async def _keep_worker(self) -> None:
+        """Own one worker process for its whole life; replace it when it dies."""
+        try:
+            process = await WorkerProcess.spawn(
+                self._worker_config, max_frame=4 * self.max_value_bytes + 2**20
+            )
+        except OSError as exc:
+            self._fail_start(errors.RuntimePoolError(f"cannot start a worker: {exc}"))
+            return
+        self._spawns += 1
+        slot = Slot(process)
+        self._slots.add(slot)
+        spawned = time.perf_counter()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(process.pump_stderr)
+                tg.start_soon(slot.park_when_idle, self._park_after)
+                await self._read_frames(slot, spawned)
+                tg.cancel_scope.cancel()
+        finally:
+            self._slots.discard(slot)
+            await self._bury(slot)
+        if not self._closing:
+            if not slot.ready_once:
+                await anyio.sleep(_RESPAWN_BACKOFF)  # it died while starting: do not spin
+            assert self._task_group is not None
+            self._task_group.start_soon(self._keep_worker)
+
+    async def _read_frames(self, slot: Slot, spawned: float) -> None:
+        process = slot.process
+        while True:
+            try:
+                header, payload = await process.receive()
+            except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError):
+                return
+            except ValueError as exc:
+                slot.death = errors.SandboxCrashed(f"worker broke the protocol: {exc}")
+                process.kill()
+                return
+            op = header["op"]
+            if op == "ready":
+                if not slot.ready_once:
+                    slot.ready_once = True
+                    logger.info(
+                        "worker_started",
+                        pid=process.pid,
+                        seconds=round(time.perf_counter() - spawned, 3),
+                    )
+                    self._worker_ready()
+                else:
+                    self._recycles += 1
+                    logger.debug("worker_recycled", pid=process.pid)
+                self._checkin(slot)
+            elif op in ("call", "result"):
+                await slot.deliver(header, payload)
+                if op == "result":
+                    if header.get("retire"):
+                        slot.retiring = True
+                    elif header.get("ready"):
+                        self._checkin(slot)
+
+    def _worker_ready(self) -> None:
+        if sum(s.ready_once for s in self._slots) >= self.size:
+            self._started.set()
+
+    def _fail_start(self, failure: BaseException) -> None:
+        if not self._started.is_set():
+            self._start_failure = failure
+            self._started.set()
+
+    async def _bury(self, slot: Slot) -> None:
+        """Reap a worker that ended and fail the run it was serving."""
+        slot.dead = True
+        with anyio.CancelScope(shield=True):
+            if self._closing:
+                slot.fail_run(errors.PoolClosed("the pool closed during the run"))
+                await slot.process.aclose()
+                return
+            with anyio.move_on_after(1.0):
+                await slot.process.wait()
+            await slot.process.aclose()
+        code = slot.process.returncode
+        tail = list(slot.process.stderr_tail)
+        if slot.retiring:
+            self._recycles += 1
+            logger.info("worker_retired", pid=slot.process.pid, reason="memory_limit")
+        else:
+            self._crashes += 1
+            logger.warning("worker_crashed", pid=slot.process.pid, exit_code=code, stderr=tail[-5:])
+        if not slot.ready_once:
+            self._fail_start(errors.RuntimePoolError(f"worker failed to start: {tail[-5:]}"))
+        slot.fail_run(slot.death or _crash_error(code, tail, self.heap_limit))
+
+    # ---- introspection -----------------------------------------------------------------
+
+    def statistics(self) -> PoolStatistics:
+        """Return a snapshot of workers and counters."""
+        live = [s for s in self._slots if s.ready_once and not s.dead]
+        return PoolStatistics(
+            size=self.size,
+            live=len(live),
+            idle=sum(s.state == "idle" for s in live),
+            busy=sum(s.state == "busy" for s in live),
+            parked=sum(s.process.parked for s in live),
+            runs=self._runs,
+            crashes=self._crashes,
+            recycles=self._recycles,
+            spawns=self._spawns,
+        )
+
+    def worker_pids(self) -> tuple[int, ...]:
+        """Return the process ids of the live workers (for monitoring and tests)."""
+        return tuple(s.process.pid for s in self._slots if not s.dead)
+
+
+def _crash_error(code: int | None, tail: list[str], heap_limit: int) -> errors.RuntimePoolError:
+    text = "\n".join(tail).lower()
+    if "out of memory" in text or "heap limit" in text:
+        return errors.HeapLimitExceeded(heap_limit)
+    detail = f"; last output: {tail[-1]}" if tail else ""
+    return errors.SandboxCrashed(f"the worker died (exit code {code}){detail}", exit_code=code)

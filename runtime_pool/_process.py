@@ -1,0 +1,135 @@
+"""One sandbox worker process, seen from the pool: the only module that touches processes.
+
+It spawns ``python -m runtime_pool._sandbox``, moves frames over the worker's
+stdin/stdout, parks the worker with SIGSTOP while idle (an idle jsrun runtime
+spins a core) and wakes it with SIGCONT, keeps the tail of its stderr for crash
+reports, and stops it for good.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from collections import deque
+from collections.abc import Mapping
+from contextlib import suppress
+from subprocess import PIPE
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import Process
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from . import _protocol
+
+__all__ = ("WorkerProcess",)
+
+logger = structlog.get_logger(__name__)
+
+_STDERR_LINES = 40
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_EXIT_GRACE = 1.0
+
+
+class WorkerProcess:
+    """A spawned worker: framed I/O, parking, and an orderly or forced end."""
+
+    def __init__(self, process: Process, *, max_frame: int) -> None:
+        self._process = process
+        assert process.stdout is not None and process.stdin is not None
+        self._stdin = process.stdin
+        self._stdout = BufferedByteReceiveStream(process.stdout)
+        self._send_lock = anyio.Lock()
+        self._max_frame = max_frame
+        self.stderr_tail: deque[str] = deque(maxlen=_STDERR_LINES)
+        self.parked = False
+
+    @classmethod
+    async def spawn(cls, config: Mapping[str, Any], *, max_frame: int) -> WorkerProcess:
+        """Start a worker process with ``config`` (see ``_sandbox.SandboxConfig``)."""
+        command = [sys.executable, "-m", "runtime_pool._sandbox", json.dumps(dict(config))]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [_PACKAGE_ROOT, env.get("PYTHONPATH")]))
+        process = await anyio.open_process(
+            command, stdin=PIPE, stdout=PIPE, stderr=PIPE, env=env, start_new_session=True
+        )
+        return cls(process, max_frame=max_frame)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode
+
+    async def send(self, header: dict[str, Any], payload: bytes = b"") -> None:
+        """Write one frame, waking the worker first if it is parked."""
+        frame = _protocol.encode(header, payload)
+        async with self._send_lock:
+            self.unpark()
+            await self._stdin.send(frame)
+
+    async def receive(self) -> tuple[dict[str, Any], bytes]:
+        """Read one frame; raises ``anyio.IncompleteRead`` or ``EndOfStream`` at exit."""
+        prefix = await self._stdout.receive_exactly(_protocol.PREFIX_SIZE)
+        head_len, payload_len = _protocol.decode_prefix(prefix)
+        if head_len + payload_len > self._max_frame:
+            raise ValueError(f"worker sent a frame of {head_len + payload_len} bytes")
+        header = _protocol.decode_header(await self._stdout.receive_exactly(head_len))
+        payload = await self._stdout.receive_exactly(payload_len) if payload_len else b""
+        return header, payload
+
+    async def pump_stderr(self) -> None:
+        """Keep the last lines the worker wrote to stderr (V8 fatal errors land here)."""
+        assert self._process.stderr is not None
+        buffer = b""
+        with suppress(anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            async for chunk in self._process.stderr:
+                *lines, buffer = (buffer + chunk).split(b"\n")
+                for line in lines:
+                    self.stderr_tail.append(line.decode(errors="replace"))
+                buffer = buffer[-4096:]
+        if buffer:
+            self.stderr_tail.append(buffer.decode(errors="replace"))
+
+    def park(self) -> None:
+        """Stop the idle worker (SIGSTOP): it uses no CPU until :meth:`unpark`."""
+        if not self.parked and self._signal(signal.SIGSTOP):
+            self.parked = True
+
+    def unpark(self) -> None:
+        if self.parked:
+            self.parked = False
+            self._signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, signum: int) -> bool:
+        if self._process.returncode is not None:
+            return False
+        try:
+            os.kill(self._process.pid, signum)
+        except ProcessLookupError:
+            return False
+        return True
+
+    async def wait(self) -> int:
+        return await self._process.wait()
+
+    async def aclose(self) -> None:
+        """End the worker: close its stdin, wait briefly, then SIGKILL. Always reaps it."""
+        with anyio.CancelScope(shield=True):
+            self.unpark()
+            with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                await self._stdin.aclose()
+            with anyio.move_on_after(_EXIT_GRACE):
+                await self._process.wait()
+            if self._process.returncode is None:
+                self.kill()
+                await self._process.wait()
+            await self._process.aclose()

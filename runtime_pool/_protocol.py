@@ -1,0 +1,37 @@
+"""Frames between the pool and its worker processes.
+
+A frame is an 8-byte prefix (header length, payload length; big-endian), a
+JSON header (a dict with at least ``"op"``) and an opaque payload (JSON text of
+a value, passed through without re-parsing). Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+__all__ = ("PREFIX_SIZE", "decode_header", "decode_prefix", "encode")
+
+_PREFIX = struct.Struct("!II")
+PREFIX_SIZE = _PREFIX.size
+
+
+def encode(header: dict[str, Any], payload: bytes = b"") -> bytes:
+    """Return one frame holding ``header`` and ``payload``."""
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return _PREFIX.pack(len(head), len(payload)) + head + payload
+
+
+def decode_prefix(prefix: bytes) -> tuple[int, int]:
+    """Return (header length, payload length) from a frame's prefix."""
+    head_len, payload_len = _PREFIX.unpack(prefix)
+    return head_len, payload_len
+
+
+def decode_header(head: bytes) -> dict[str, Any]:
+    """Return the header dict of a frame."""
+    header = json.loads(head)
+    if not isinstance(header, dict) or "op" not in header:
+        raise ValueError("malformed frame header")
+    return header

@@ -1,0 +1,246 @@
+"""The worker process: the only module that talks to jsrun.
+
+Run as ``python -m runtime_pool._sandbox CONFIG_JSON``. It owns one hardened
+jsrun runtime, serves one run at a time over frames on stdin/stdout, forwards
+host calls to the pool, and enforces the run's deadline and memory cap itself
+(``rt.terminate()`` on its own loop). The pool supervises it from outside.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import itertools
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from jsrun import Runtime, RuntimeConfig
+
+from . import _protocol
+
+_GLUE = resources.files(__package__).joinpath("_glue.js").read_text()
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_SAMPLE_EVERY = 0.005
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxConfig:
+    """Limits and policy for one worker, sent by the pool as JSON."""
+
+    parent: int
+    heap_limit: int
+    memory_limit: int
+    max_value_bytes: int
+    max_depth: int
+    max_log_lines: int
+    max_log_chars: int
+    isolation: str
+    max_runs: int
+
+
+class _Sandbox:
+    """One hardened runtime plus the runner function the glue returned."""
+
+    def __init__(self, config: SandboxConfig, host_call: Any) -> None:
+        self._config = config
+        self._host_call = host_call
+        self.stop_reason: str | None = None
+        self.runs = 0
+        self._runtime, self._runner = self._create()
+
+    def _create(self) -> tuple[Runtime, Any]:
+        c = self._config
+        runtime = Runtime(
+            RuntimeConfig(
+                max_heap_size=c.heap_limit,
+                max_serialization_bytes=4 * c.max_value_bytes + 2**20,
+                max_serialization_depth=16,
+            )
+        )
+        op_id = runtime.register_op("host_call", self._host_call, mode="async")
+        factory = runtime.eval(_GLUE)
+        runner = factory(op_id, c.max_value_bytes, c.max_depth, c.max_log_lines, c.max_log_chars)
+        return runtime, runner
+
+    def stop(self, reason: str) -> None:
+        """Terminate the JS in progress; the runtime is dead afterwards."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            self._runtime.terminate()
+
+    async def run(self, header: dict[str, Any], inputs: str) -> tuple[str, Any, str, bool]:
+        """Return (kind, payload, logs JSON, runtime still clean)."""
+        self.runs += 1
+        try:
+            kind, payload, logs, clean = await self._runner.call_async(
+                header["id"], header["code"], header["globals"], header["api"], inputs
+            )
+        except Exception as exc:
+            if self.stop_reason is None:
+                self.stop_reason = "heap" if "heap limit" in str(exc).lower() else "crashed"
+            return self.stop_reason, str(exc), "[]", False
+        return kind, payload, logs, bool(clean)
+
+    def needs_recycle(self, clean: bool) -> bool:
+        if not clean or self.stop_reason is not None or self._config.isolation == "fresh":
+            return True
+        if self.runs >= self._config.max_runs:
+            return True
+        stats = self._runtime.get_stats()
+        busy = stats.active_timers + stats.active_intervals + stats.active_async_ops
+        return busy > 0 or stats.heap_used_bytes > self._config.heap_limit // 2
+
+    def recycle(self) -> None:
+        if self.stop_reason is None:
+            self._runtime.terminate()
+        self._runtime.close()
+        self.stop_reason = None
+        self.runs = 0
+        self._runtime, self._runner = self._create()
+
+
+class _Worker:
+    """Reads frames from the pool, runs scripts, writes results and host calls."""
+
+    def __init__(self, config: SandboxConfig, out_fd: int) -> None:
+        self._config = config
+        self._out = out_fd
+        self._token: int | None = None
+        self._calls: dict[int, asyncio.Future[list[str]]] = {}
+        self._call_ids = itertools.count()
+        self._sandbox = _Sandbox(config, self._host_call)
+        self._peak = 0
+        self._sampler: asyncio.TimerHandle | None = None
+
+    def _send(self, header: dict[str, Any], payload: bytes = b"") -> None:
+        view = memoryview(_protocol.encode(header, payload))
+        while view:
+            view = view[os.write(self._out, view) :]
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=2**16)
+        stdin = os.fdopen(0, "rb", buffering=0)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
+        self._send({"op": "ready", "pid": os.getpid()})
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                try:
+                    prefix = await reader.readexactly(_protocol.PREFIX_SIZE)
+                    head_len, payload_len = _protocol.decode_prefix(prefix)
+                    header = _protocol.decode_header(await reader.readexactly(head_len))
+                    payload = await reader.readexactly(payload_len)
+                except asyncio.IncompleteReadError:
+                    return
+                if not self._dispatch(header, payload, tg):
+                    return
+
+    def _dispatch(self, header: dict[str, Any], payload: bytes, tg: asyncio.TaskGroup) -> bool:
+        op = header["op"]
+        if op == "run":
+            tg.create_task(self._run(header, payload.decode()))
+        elif op == "reply":
+            future = self._calls.pop(header["call"], None)
+            if future is not None and not future.done():
+                future.set_result([header["kind"], payload.decode()])
+        elif op == "cancel":
+            if header["id"] == self._token:
+                self._sandbox.stop("cancelled")
+        elif op == "exit":
+            return False
+        return True
+
+    async def _host_call(self, token: int, name: str, args_json: str) -> list[str]:
+        if token != self._token:
+            return ["error", f"host function {name}() called after its run ended"]
+        call = next(self._call_ids)
+        future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        self._calls[call] = future
+        self._send({"op": "call", "id": token, "call": call, "name": name}, args_json.encode())
+        return await future
+
+    async def _run(self, header: dict[str, Any], inputs: str) -> None:
+        loop = asyncio.get_running_loop()
+        self._token = header["id"]
+        self._peak = 0
+        started = time.perf_counter()
+        deadline = loop.call_later(header["timeout"], self._sandbox.stop, "timeout")
+        self._sample()
+        try:
+            kind, payload, logs, clean = await self._sandbox.run(header, inputs)
+        finally:
+            deadline.cancel()
+            if self._sampler is not None:
+                self._sampler.cancel()
+            self._token = None
+        pending = [f for f in self._calls.values() if not f.done()]
+        for future in pending:
+            future.set_result(["error", "run ended"])
+        self._calls.clear()
+        recycle = self._sandbox.needs_recycle(clean) or bool(pending)
+        retire = kind == "memory"
+        result = {
+            "op": "result",
+            "id": header["id"],
+            "kind": kind,
+            "logs": json.loads(logs),
+            "duration": time.perf_counter() - started,
+            "ready": not (recycle or retire),
+            "retire": retire,
+            "memory": self._peak,
+        }
+        value = payload.encode() if kind == "ok" else b""
+        if kind != "ok":
+            result["detail"] = json.loads(payload) if kind == "error" else payload
+        self._send(result, value)
+        if retire:
+            os._exit(0)
+        if recycle:
+            self._sandbox.recycle()
+            self._send({"op": "ready", "pid": os.getpid()})
+
+    def _sample(self) -> None:
+        if self._token is None:
+            return
+        with open("/proc/self/statm", "rb") as statm:
+            rss = int(statm.read().split()[1]) * _PAGE
+        self._peak = max(self._peak, rss)
+        if rss > self._config.memory_limit:
+            self._sandbox.stop("memory")
+            return
+        self._sampler = asyncio.get_running_loop().call_later(_SAMPLE_EVERY, self._sample)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGKILL this process when the pool's process dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def main() -> None:
+    config = SandboxConfig(**json.loads(sys.argv[1]))
+    _die_with_parent(config.parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    out_fd = os.dup(1)
+    os.dup2(2, 1)  # stray writes to stdout must not corrupt the frame stream
+    try:
+        asyncio.run(_Worker(config, out_fd).serve())
+    finally:
+        sys.stderr.flush()
+        os._exit(0)  # skip interpreter teardown: jsrun can segfault there
+
+
+if __name__ == "__main__":
+    main()

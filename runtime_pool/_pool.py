@@ -17,7 +17,7 @@ from anyio.abc import TaskGroup
 from . import errors
 from ._process import WorkerProcess
 from ._results import Execution, PoolStatistics
-from ._run import Limits, drive_run, prepare_run
+from ._run import Limits, WorkerGone, drive_run, prepare_run
 from ._slot import Slot, Waiter
 
 __all__ = ("RuntimePool",)
@@ -96,7 +96,7 @@ class RuntimePool:
         self._state: Literal["new", "open", "closed"] = "new"
         self._started = anyio.Event()
         self._start_failure: BaseException | None = None
-        self._runs = self._crashes = self._recycles = self._spawns = 0
+        self._runs = self._waits = self._crashes = self._recycles = self._spawns = 0
 
     # ---- lifecycle ----------------------------------------------------------------
 
@@ -144,7 +144,7 @@ class RuntimePool:
             self._waiters.popleft().wake(None)
         assert self._task_group is not None
         self._task_group.cancel_scope.cancel()
-        await self._task_group.__aexit__(exc_type, exc, tb)
+        await self._task_group.__aexit__(None, None, None)
 
     # ---- running scripts ------------------------------------------------------------
 
@@ -177,9 +177,13 @@ class RuntimePool:
         request = prepare_run(
             code, globals or {}, api or {}, timeout=limit, max_value_bytes=self.max_value_bytes
         )
-        slot = await self._checkout()
         self._runs += 1
-        return await drive_run(slot, next(self._tokens), request, self._limits)
+        while True:
+            slot = await self._checkout()
+            try:
+                return await drive_run(slot, next(self._tokens), request, self._limits)
+            except WorkerGone:
+                continue  # it died while idle; its replacement is on the way
 
     @property
     def _closing(self) -> bool:
@@ -193,6 +197,7 @@ class RuntimePool:
             if not slot.dead:
                 slot.take()
                 return slot
+        self._waits += 1
         waiter = Waiter()
         self._waiters.append(waiter)
         try:
@@ -241,6 +246,7 @@ class RuntimePool:
                 tg.cancel_scope.cancel()
         finally:
             self._slots.discard(slot)
+            slot.close()
             await self._bury(slot)
         if not self._closing:
             if not slot.ready_once:
@@ -273,9 +279,12 @@ class RuntimePool:
                     self._recycles += 1
                     logger.debug("worker_recycled", pid=process.pid)
                 self._checkin(slot)
+            elif op == "stopping":
+                slot.stopping = header["reason"]
             elif op in ("call", "result"):
                 await slot.deliver(header, payload)
                 if op == "result":
+                    slot.stopping = None
                     if header.get("retire"):
                         slot.retiring = True
                     elif header.get("ready"):
@@ -303,9 +312,10 @@ class RuntimePool:
             await slot.process.aclose()
         code = slot.process.returncode
         tail = list(slot.process.stderr_tail)
-        if slot.retiring:
+        if slot.retiring or slot.stopping:
             self._recycles += 1
-            logger.info("worker_retired", pid=slot.process.pid, reason="memory_limit")
+            reason = "memory_limit" if slot.retiring else f"terminate_hung:{slot.stopping}"
+            logger.info("worker_retired", pid=slot.process.pid, reason=reason)
         else:
             self._crashes += 1
             logger.warning("worker_crashed", pid=slot.process.pid, exit_code=code, stderr=tail[-5:])
@@ -325,14 +335,19 @@ class RuntimePool:
             busy=sum(s.state == "busy" for s in live),
             parked=sum(s.process.parked for s in live),
             runs=self._runs,
+            waits=self._waits,
             crashes=self._crashes,
             recycles=self._recycles,
             spawns=self._spawns,
         )
 
-    def worker_pids(self) -> tuple[int, ...]:
-        """Return the process ids of the live workers (for monitoring and tests)."""
-        return tuple(s.process.pid for s in self._slots if not s.dead)
+    def worker_pids(self, *, state: Literal["idle", "busy"] | None = None) -> tuple[int, ...]:
+        """Return the process ids of the live workers, optionally only idle or busy ones."""
+        return tuple(
+            s.process.pid
+            for s in self._slots
+            if not s.dead and s.ready_once and (state is None or s.state == state)
+        )
 
 
 def _crash_error(code: int | None, tail: list[str], heap_limit: int) -> errors.RuntimePoolError:

@@ -29,7 +29,10 @@ class Execution:
 
 @dataclass(frozen=True, slots=True)
 class PoolStatistics:
-    """A snapshot of the pool's workers and counters."""
+    """A snapshot of the pool's workers and counters.
+
+    ``waits`` counts runs that found no idle worker and had to wait for one.
+    """
 
     size: int
     live: int
@@ -37,6 +40,7 @@ class PoolStatistics:
     busy: int
     parked: int
     runs: int
+    waits: int
     crashes: int
     recycles: int
     spawns: int

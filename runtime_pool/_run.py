@@ -20,12 +20,12 @@ from . import errors
 from ._results import Execution, LogLine
 from ._slot import Frame, Slot
 
-__all__ = ("Limits", "RunRequest", "drive_run", "prepare_run")
+__all__ = ("Limits", "RunRequest", "WorkerGone", "drive_run", "prepare_run")
 
 logger = structlog.get_logger(__name__)
 
 _BACKSTOP_GRACE = 0.4  # the worker stops its own script at the deadline; this is the kill margin
-_CANCEL_GRACE = 1.0
+_CANCEL_GRACE = 0.5
 _IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 _RESERVED = frozenset(
     "arguments await break case catch class const continue debugger default delete do else enum "
@@ -33,6 +33,10 @@ _RESERVED = frozenset(
     "let new null package private protected public return static super switch this throw true "
     "try typeof var void while with yield undefined globalThis".split()
 )
+
+
+class WorkerGone(Exception):
+    """The worker was dead before it received the run: the run can go elsewhere."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +118,12 @@ async def drive_run(slot: Slot, token: int, request: RunRequest, limits: Limits)
     result: Frame | None = None
     try:
         with anyio.move_on_after(request.timeout + _BACKSTOP_GRACE):
+            try:
+                await slot.process.send(header, request.inputs)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+                slot.dead = True
+                raise WorkerGone from None
             async with anyio.create_task_group() as calls:
-                with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    await slot.process.send(header, request.inputs)
                 async for frame in inbox:
                     if frame[0]["op"] == "call":
                         calls.start_soon(_host_call, slot, token, frame, request.api, limits)
@@ -126,6 +133,8 @@ async def drive_run(slot: Slot, token: int, request: RunRequest, limits: Limits)
                 calls.cancel_scope.cancel()
             if result is None and run.error is None and not slot.dead:
                 await anyio.sleep_forever()  # only the backstop ends this wait
+    except WorkerGone:
+        raise
     except BaseException:
         if result is None and not slot.dead:
             await _abandon(slot, token, inbox)
@@ -134,6 +143,8 @@ async def drive_run(slot: Slot, token: int, request: RunRequest, limits: Limits)
         slot.end_run(token)
         inbox.close()
     if result is None:
+        if slot.stopping is not None:  # the worker died while stopping the script
+            raise _error(slot.stopping, {}, request, limits)
         if run.error is not None:
             raise run.error
         logger.warning("worker_unresponsive", pid=slot.process.pid, timeout=request.timeout)

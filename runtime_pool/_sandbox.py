@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import faulthandler
 import itertools
 import json
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -27,6 +29,7 @@ from . import _protocol
 _GLUE = resources.files(__package__).joinpath("_glue.js").read_text()
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _SAMPLE_EVERY = 0.005
+_TERMINATE_GRACE = 0.15
 _PR_SET_PDEATHSIG = 1
 
 
@@ -48,9 +51,12 @@ class SandboxConfig:
 class _Sandbox:
     """One hardened runtime plus the runner function the glue returned."""
 
-    def __init__(self, config: SandboxConfig, host_call: Any) -> None:
+    def __init__(
+        self, config: SandboxConfig, host_call: Any, announce_stop: Callable[[str], None]
+    ) -> None:
         self._config = config
         self._host_call = host_call
+        self._announce_stop = announce_stop
         self.stop_reason: str | None = None
         self.runs = 0
         self._runtime, self._runner = self._create()
@@ -73,7 +79,15 @@ class _Sandbox:
         """Terminate the JS in progress; the runtime is dead afterwards."""
         if self.stop_reason is None:
             self.stop_reason = reason
-            self._runtime.terminate()
+            self._announce_stop(reason)
+            # terminate() can deadlock with jsrun's own thread while a host call's
+            # result is being handed over; then this process exits and the pool
+            # replaces it (the run still ends in time).
+            faulthandler.dump_traceback_later(_TERMINATE_GRACE, exit=True)
+            try:
+                self._runtime.terminate()
+            finally:
+                faulthandler.cancel_dump_traceback_later()
 
     async def run(self, header: dict[str, Any], inputs: str) -> tuple[str, Any, str, bool]:
         """Return (kind, payload, logs JSON, runtime still clean)."""
@@ -84,9 +98,17 @@ class _Sandbox:
             )
         except Exception as exc:
             if self.stop_reason is None:
-                self.stop_reason = "heap" if "heap limit" in str(exc).lower() else "crashed"
+                self.stop_reason = self._diagnose(exc)
             return self.stop_reason, str(exc), "[]", False
         return kind, payload, logs, bool(clean)
+
+    def _diagnose(self, exc: Exception) -> str:
+        """Name why the runner failed; a heap breach shows only when the runtime is probed."""
+        try:
+            self._runtime.get_stats()
+        except Exception as probe:
+            exc = probe
+        return "heap" if "heap limit" in str(exc).lower() else "crashed"
 
     def needs_recycle(self, clean: bool) -> bool:
         if not clean or self.stop_reason is not None or self._config.isolation == "fresh":
@@ -115,7 +137,7 @@ class _Worker:
         self._token: int | None = None
         self._calls: dict[int, asyncio.Future[list[str]]] = {}
         self._call_ids = itertools.count()
-        self._sandbox = _Sandbox(config, self._host_call)
+        self._sandbox = _Sandbox(config, self._host_call, self._announce_stop)
         self._peak = 0
         self._sampler: asyncio.TimerHandle | None = None
 
@@ -123,6 +145,11 @@ class _Worker:
         view = memoryview(_protocol.encode(header, payload))
         while view:
             view = view[os.write(self._out, view) :]
+
+    def _announce_stop(self, reason: str) -> None:
+        # Sent before terminate(): if that hangs and this process exits, the pool
+        # still knows why the run ended.
+        self._send({"op": "stopping", "id": self._token, "reason": reason})
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()

@@ -36,6 +36,7 @@ class Slot:
         self.ready_once = False
         self.dead = False
         self.retiring = False
+        self.stopping: str | None = None  # why the worker is stopping the current script
         self.death: errors.RuntimePoolError | None = None
         self.run: ActiveRun | None = None
         self._idle_generation = 0
@@ -58,6 +59,10 @@ class Slot:
                 await anyio.sleep(delay)
                 if self.state == "idle" and generation == self._idle_generation and not self.dead:
                     self.process.park()
+
+    def close(self) -> None:
+        """Release the slot's own streams once its worker has ended."""
+        self._became_idle.close()
 
     def begin_run(self, token: int) -> tuple[ActiveRun, MemoryObjectReceiveStream[Frame]]:
         send, receive = anyio.create_memory_object_stream[Frame](_INBOX_SIZE)

@@ -1,0 +1,225 @@
+"""Worker processes: crashes, warmth, parking, parallelism, cancellation, shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+
+import anyio
+import pytest
+import structlog
+
+from runtime_pool import RuntimePool, errors
+from tests.conftest import worker_children
+
+pytestmark = pytest.mark.anyio
+
+SPIN = "let x = 0; for (let i = 0; i < n; i++) x += i % 7; return x"
+
+
+def signal_to(event: anyio.Event) -> Callable[[], Awaitable[None]]:
+    """Return an async host function that sets ``event`` (anyio events are not thread-safe)."""
+
+    async def started() -> None:
+        event.set()
+
+    return started
+
+
+async def killed(pid: int) -> None:
+    """SIGKILL ``pid`` and return once it has exited (a pidfd turns readable)."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        os.kill(pid, signal.SIGKILL)
+        await anyio.wait_readable(pidfd)
+    finally:
+        os.close(pidfd)
+
+
+def process_tree_cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+async def test_js_runs_only_in_worker_processes_that_the_pool_spawned() -> None:
+    async with RuntimePool(size=2) as pool:
+        pids = pool.worker_pids()
+        assert sorted(pids) == sorted(worker_children())
+        assert os.getpid() not in pids
+        assert len(pids) == 2
+
+
+async def test_a_worker_killed_mid_run_fails_only_that_run_and_is_replaced() -> None:
+    survivor_started, doomed_started = anyio.Event(), anyio.Event()
+    outcomes: dict[str, object] = {}
+
+    async def survivor(pool: RuntimePool) -> None:
+        outcomes["survivor"] = await pool.run(
+            "started(); await new Promise(r => setTimeout(r, 500)); return 7",
+            api={"started": signal_to(survivor_started)},
+        )
+
+    async def doomed(pool: RuntimePool) -> None:
+        try:
+            await pool.run("started(); while (true) {}", api={"started": signal_to(doomed_started)})
+        except errors.RuntimePoolError as exc:
+            outcomes["doomed"] = exc
+
+    async with RuntimePool(size=2) as pool:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(survivor, pool)
+            await survivor_started.wait()
+            (survivor_pid,) = pool.worker_pids(state="busy")
+            tg.start_soon(doomed, pool)
+            await doomed_started.wait()
+            (doomed_pid,) = set(pool.worker_pids(state="busy")) - {survivor_pid}
+            os.kill(doomed_pid, signal.SIGKILL)
+        crash = outcomes["doomed"]
+        assert isinstance(crash, errors.SandboxCrashed)
+        assert crash.exit_code == -signal.SIGKILL
+        assert outcomes["survivor"] == 7
+        async with anyio.create_task_group() as tg:  # both workers serve again
+            for _ in range(2):
+                tg.start_soon(pool.run, "return 1")
+        stats = pool.statistics()
+        assert (stats.crashes, stats.live, stats.spawns) == (1, 2, 3)
+
+
+async def test_a_worker_that_dies_while_idle_is_replaced() -> None:
+    async with RuntimePool(size=1) as pool:
+        (pid,) = pool.worker_pids()
+        await killed(pid)
+        assert await pool.run("return 5") == 5  # waits for the replacement
+        assert pool.statistics().crashes == 1
+        assert pool.worker_pids() != (pid,)
+
+
+async def test_workers_are_warm_before_the_first_run_and_no_run_waits_while_one_is_idle() -> None:
+    async with RuntimePool(size=2) as pool:
+        stats = pool.statistics()
+        assert (stats.live, stats.idle) == (2, 2)
+        started = anyio.Event()
+
+        async with anyio.create_task_group() as tg:
+
+            async def long_run() -> None:
+                with pytest.raises(errors.ScriptTimeout):
+                    await pool.run(
+                        "started(); while (true) {}",
+                        api={"started": signal_to(started)},
+                        timeout=0.5,
+                    )
+
+            tg.start_soon(long_run)
+            await started.wait()
+            for _ in range(20):  # one worker is busy; the other serves these at once
+                assert await pool.run("return 1") == 1
+        assert await pool.run("return 2") == 2  # the timed-out worker is recycling
+        assert pool.statistics().waits == 0
+
+
+async def test_an_idle_warm_pool_uses_almost_no_cpu() -> None:
+    async with RuntimePool(size=2) as pool:
+        for _ in range(20):
+            await pool.run("return 1")
+        await anyio.sleep(0.2)  # let the workers park
+        pids = [os.getpid(), *pool.worker_pids()]
+        before, clock = process_tree_cpu_seconds(pids), time.monotonic()
+        await anyio.sleep(2)
+        used = process_tree_cpu_seconds(pids) - before
+        elapsed = time.monotonic() - clock
+        assert pool.statistics().parked == 2
+        assert used / elapsed < 0.05
+        assert await pool.run("return 'awake'") == "awake"
+
+
+@pytest.mark.timeout(60)
+async def test_cpu_bound_scripts_run_on_separate_cores() -> None:
+    async with RuntimePool(size=2) as pool:
+        n = 1_000_000
+        while (await pool.execute(SPIN, globals={"n": n})).duration < 0.3:
+            n *= 2
+        single = min([(await pool.execute(SPIN, globals={"n": n})).duration for _ in range(3)])
+        pair = []
+        for _ in range(3):
+            started = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                for _ in range(2):
+                    tg.start_soon(lambda: pool.run(SPIN, globals={"n": n}))
+            pair.append(time.perf_counter() - started)
+    assert min(pair) < 1.6 * single, (pair, single)
+
+
+async def test_cancelling_a_run_stops_its_js_promptly_and_leaves_the_pool_clean() -> None:
+    started = anyio.Event()
+    async with RuntimePool(size=1) as pool:
+        with anyio.move_on_after(30) as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(
+                    lambda: pool.run(
+                        "started(); while (true) {}",
+                        api={"started": signal_to(started)},
+                        timeout=30,
+                    )
+                )
+                await started.wait()
+                clock = time.perf_counter()
+                tg.cancel_scope.cancel()
+        assert not scope.cancelled_caught
+        assert time.perf_counter() - clock < 1.0
+        assert await pool.run("return globalThis.leftover ?? 'clean'") == "clean"
+        stats = pool.statistics()
+        assert (stats.live, stats.crashes) == (1, 0)
+
+
+async def test_leaving_the_pool_fails_runs_in_progress_and_stops_every_worker() -> None:
+    started = anyio.Event()
+    failures: list[BaseException] = []
+
+    async def running(pool: RuntimePool) -> None:
+        try:
+            await pool.run(
+                "started(); while (true) {}", api={"started": signal_to(started)}, timeout=30
+            )
+        except errors.PoolClosed as exc:
+            failures.append(exc)
+
+    async with anyio.create_task_group() as tg, RuntimePool(size=2) as pool:
+        pids = pool.worker_pids()
+        tg.start_soon(running, pool)
+        await started.wait()
+    assert len(failures) == 1
+    assert worker_children() == []
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+async def test_fresh_isolation_gives_every_run_a_new_runtime() -> None:
+    async with RuntimePool(size=1, isolation="fresh") as pool:
+        for i in range(3):
+            assert await pool.run("return n * 2", globals={"n": i}) == i * 2
+        assert pool.statistics().recycles >= 2
+
+
+async def test_worker_lifecycle_and_limit_breaches_are_logged() -> None:
+    with structlog.testing.capture_logs() as logs:
+        async with RuntimePool(size=1) as pool:
+            with pytest.raises(errors.ScriptTimeout):
+                await pool.run("while (true) {}", timeout=0.2)
+            await pool.run("return 1")
+            (pid,) = pool.worker_pids()
+            await killed(pid)
+            assert await pool.run("return 1") == 1
+    events = [entry["event"] for entry in logs]
+    assert events.count("worker_started") == 2
+    assert "limit_exceeded" in events
+    assert "worker_recycled" in events
+    crash = next(entry for entry in logs if entry["event"] == "worker_crashed")
+    assert crash["pid"] == pid and crash["log_level"] == "warning"

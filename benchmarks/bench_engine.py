@@ -19,6 +19,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +96,8 @@ async def measure(runner: StepRunner, sizes: list[int], repeat: int) -> dict[str
             per_step[shape] = {}
             for n in sizes:
                 wf = build(n)
-                engine_s = await best_of(repeat, lambda wf=wf: engine.run(wf))
-                base_s = await best_of(repeat, lambda n=n, b=baseline: b(runner, n))
+                engine_s = await best_of(repeat, partial(engine.run, wf))
+                base_s = await best_of(repeat, partial(baseline, runner, n))
                 overhead_ms = (engine_s - base_s) / n * 1000
                 per_step[shape][n] = overhead_ms
                 print(

@@ -1,0 +1,56 @@
+"""Workflows of sandboxed JavaScript steps, run as a DAG of push-based actors."""
+
+from actors._bus import BusStatistics, EventBus
+from actors._engine import Engine
+from actors._events import (
+    BusEvent,
+    LifecycleEvent,
+    Published,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    RunStarted,
+    StepCompleted,
+    StepFailed,
+    StepRetrying,
+    StepSkipped,
+    StepStarted,
+)
+from actors._logging import log_lifecycle_events
+from actors._results import RunResult, RunStatus, StepResult, StepStatus
+from actors._retry import Retry
+from actors._run import RunHandle
+from actors._runner import StepRunner
+from actors._subscription import Policy, SubscriberStatistics, Subscription
+from actors._workflow import Step, Workflow
+
+__all__ = (
+    "BusEvent",
+    "BusStatistics",
+    "Engine",
+    "EventBus",
+    "LifecycleEvent",
+    "Policy",
+    "Published",
+    "Retry",
+    "RunCancelled",
+    "RunCompleted",
+    "RunFailed",
+    "RunHandle",
+    "RunResult",
+    "RunStarted",
+    "RunStatus",
+    "Step",
+    "StepCompleted",
+    "StepFailed",
+    "StepResult",
+    "StepRetrying",
+    "StepRunner",
+    "StepSkipped",
+    "StepStarted",
+    "StepStatus",
+    "SubscriberStatistics",
+    "Subscription",
+    "Workflow",
+    "log_lifecycle_events",
+)

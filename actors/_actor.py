@@ -1,0 +1,222 @@
+"""One step actor: wait for every upstream report in the inbox, then fire or skip.
+
+The actor owns a bounded inbox (room for one report per upstream, so senders
+never wait) and a send-stream clone for each downstream inbox, which it closes
+when done. Reports go downstream only after the step's result is recorded and its
+lifecycle event published, so a run's events are in causal order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from actors._attempt import AttemptFailed, run_attempt
+from actors._events import (
+    LifecycleEvent,
+    StepCompleted,
+    StepFailed,
+    StepRetrying,
+    StepSkipped,
+    StepStarted,
+)
+from actors._messages import Completed, Failed, Message, Skipped
+from actors._results import StepResult
+from actors._retry import Retry
+from actors._runner import LogEntry, StepRunner
+from actors._workflow import Step
+from actors.errors import StepError
+
+__all__ = ("RunScope", "StepActor")
+
+
+@dataclass(slots=True)
+class RunScope:
+    """What every actor of one run shares; ``results`` and ``running`` are the run's state."""
+
+    run_id: str
+    workflow: str
+    event: Any
+    context: Mapping[str, Any]
+    api: Mapping[str, Callable[..., Any]]
+    runner: StepRunner
+    emit: Callable[[LifecycleEvent], Awaitable[None]]
+    timeout: float
+    retry: Retry
+    results: dict[str, StepResult] = field(default_factory=dict)
+    running: dict[str, tuple[int, float]] = field(default_factory=dict)  # attempt, start
+
+
+class StepActor:
+    def __init__(
+        self,
+        step: Step,
+        *,
+        scope: RunScope,
+        inbox: MemoryObjectReceiveStream[Message],
+        outboxes: tuple[MemoryObjectSendStream[Message], ...],
+        upstream: tuple[str, ...],
+    ) -> None:
+        self._step = step
+        self._scope = scope
+        self._inbox = inbox
+        self._outboxes = outboxes
+        self._upstream = upstream
+
+    async def run(self) -> None:
+        try:
+            reports = await self._collect()
+            message = await self._fire_or_skip(reports)
+            for outbox in self._outboxes:
+                await outbox.send(message)
+        finally:
+            for outbox in self._outboxes:
+                outbox.close()
+            self._inbox.close()
+
+    async def _collect(self) -> dict[str, Message]:
+        reports: dict[str, Message] = {}
+        while len(reports) < len(self._upstream):
+            try:
+                message = await self._inbox.receive()
+            except anyio.EndOfStream:
+                break  # an upstream ended without reporting; the check below says so
+            reports[message.step] = message
+        return reports
+
+    async def _fire_or_skip(self, reports: dict[str, Message]) -> Message:
+        blocked = [
+            f"{name!r} {_status_of(reports.get(name))}"
+            for name in self._upstream
+            if not isinstance(reports.get(name), Completed)
+        ]
+        if blocked:
+            return await self._skip("upstream " + ", ".join(blocked))
+        deps = {name: r.result for name, r in reports.items() if isinstance(r, Completed)}
+        return await self._execute(deps)
+
+    async def _skip(self, reason: str) -> Skipped:
+        scope, name = self._scope, self._step.name
+        scope.results[name] = StepResult(name, "skipped", reason=reason)
+        await scope.emit(
+            StepSkipped(
+                run_id=scope.run_id, workflow=scope.workflow, step=name, attempt=0, reason=reason
+            )
+        )
+        return Skipped(name, reason)
+
+    async def _execute(self, deps: dict[str, Any]) -> Completed | Failed:
+        scope, step = self._scope, self._step
+        retry = step.retry or scope.retry
+        started = time.monotonic()
+        logs: list[LogEntry] = []
+        attempt = 0
+        while True:
+            attempt += 1
+            scope.running[step.name] = (attempt, started)
+            await self._emit_started(attempt)
+            outcome = await run_attempt(
+                scope.runner,
+                step=step.name,
+                attempt=attempt,
+                js=step.js,
+                globals=self._globals(deps, attempt),
+                api=scope.api,
+                step_timeout=step.timeout or scope.timeout,
+            )
+            logs.extend(outcome.logs)
+            if not isinstance(outcome, AttemptFailed):
+                return await self._complete(outcome.value, attempt, started, tuple(logs))
+            error = outcome.error
+            if not (error.retryable and retry.should_retry(attempt)):
+                return await self._fail(error, attempt, started, tuple(logs))
+            await self._wait_to_retry(error, attempt, retry.delay_after(attempt), outcome.logs)
+
+    def _globals(self, deps: dict[str, Any], attempt: int) -> dict[str, Any]:
+        scope = self._scope
+        run = {"id": scope.run_id, "workflow": scope.workflow, "step": self._step.name}
+        ctx = {"event": scope.event, **scope.context, "run": {**run, "attempt": attempt}}
+        return {"deps": deps, "ctx": ctx}
+
+    async def _emit_started(self, attempt: int) -> None:
+        scope = self._scope
+        await scope.emit(
+            StepStarted(
+                run_id=scope.run_id, workflow=scope.workflow, step=self._step.name, attempt=attempt
+            )
+        )
+
+    async def _wait_to_retry(
+        self, error: StepError, attempt: int, delay: float, logs: tuple[LogEntry, ...]
+    ) -> None:
+        scope = self._scope
+        event = StepRetrying(
+            run_id=scope.run_id,
+            workflow=scope.workflow,
+            step=self._step.name,
+            attempt=attempt,
+            error=error,
+            delay=delay,
+            logs=logs,
+        )
+        await scope.emit(event)
+        await anyio.sleep(delay)
+
+    async def _complete(
+        self, value: Any, attempt: int, started: float, logs: tuple[LogEntry, ...]
+    ) -> Completed:
+        scope, name = self._scope, self._step.name
+        duration = time.monotonic() - started
+        scope.results[name] = StepResult(
+            name, "completed", result=value, attempts=attempt, duration=duration, logs=logs
+        )
+        del scope.running[name]
+        await scope.emit(
+            StepCompleted(
+                run_id=scope.run_id,
+                workflow=scope.workflow,
+                step=name,
+                attempt=attempt,
+                result=value,
+                duration=duration,
+                logs=logs,
+            )
+        )
+        return Completed(name, value)
+
+    async def _fail(
+        self, error: StepError, attempt: int, started: float, logs: tuple[LogEntry, ...]
+    ) -> Failed:
+        scope, name = self._scope, self._step.name
+        duration = time.monotonic() - started
+        scope.results[name] = StepResult(
+            name, "failed", error=error, attempts=attempt, duration=duration, logs=logs
+        )
+        del scope.running[name]
+        await scope.emit(
+            StepFailed(
+                run_id=scope.run_id,
+                workflow=scope.workflow,
+                step=name,
+                attempt=attempt,
+                error=error,
+                duration=duration,
+                logs=logs,
+            )
+        )
+        return Failed(name, error)
+
+
+def _status_of(report: Message | None) -> str:
+    if isinstance(report, Failed):
+        return "failed"
+    if isinstance(report, Skipped):
+        return "was skipped"
+    if report is None:
+        return "ended without a result"
+    return "completed"

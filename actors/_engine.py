@@ -1,0 +1,173 @@
+"""The engine: owns the runner (pool), the task group of all runs, and the triggers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
+from types import MappingProxyType, TracebackType
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from actors._bus import EventBus
+from actors._events import Published
+from actors._logging import log_lifecycle_events
+from actors._results import RunResult
+from actors._retry import Retry
+from actors._run import Run, RunEnvironment, RunHandle
+from actors._runner import StepRunner, default_runner
+from actors._subscription import Subscription
+from actors._workflow import Workflow
+from actors.errors import EngineNotRunning, InvalidOption
+
+__all__ = ("Engine",)
+
+_RESERVED_CONTEXT = ("event", "run")
+
+
+class Engine:
+    """Runs workflows; use it as ``async with Engine(api=..., context=...) as engine``.
+
+    ``api``: host functions every step may call by name. ``context``: extra ``ctx``
+    entries (e.g. ``config``). ``pool``: a :class:`runtime_pool.RuntimePool` (or
+    any :class:`~actors._runner.StepRunner`); without one the engine makes a
+    default pool and closes it on exit; a pool that is not open yet is opened by
+    the engine and closed on exit; an open pool is left open. ``bus``: the event
+    bus (a new one by default). ``timeout`` and ``retry``: step defaults.
+    ``log_events``: log every lifecycle event through structlog.
+    """
+
+    def __init__(
+        self,
+        *,
+        api: Mapping[str, Callable[..., Any]] | None = None,
+        context: Mapping[str, Any] | None = None,
+        pool: StepRunner | None = None,
+        bus: EventBus | None = None,
+        timeout: float = 30.0,
+        retry: Retry | None = None,
+        log_events: bool = False,
+    ) -> None:
+        self._api = MappingProxyType(dict(api or {}))
+        self._context = MappingProxyType(dict(context or {}))
+        _check_options(self._api, self._context, timeout, retry)
+        self._pool = pool
+        self._bus = bus if bus is not None else EventBus()
+        self._timeout = float(timeout)
+        self._retry = retry if retry is not None else Retry()
+        self._log_events = log_events
+        self._triggers: list[tuple[str, Workflow]] = []
+        self._stack: AsyncExitStack | None = None
+        self._task_group: TaskGroup | None = None
+        self._env: RunEnvironment | None = None
+
+    @property
+    def bus(self) -> EventBus:
+        return self._bus
+
+    @property
+    def is_running(self) -> bool:
+        return self._task_group is not None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def __aenter__(self) -> Engine:
+        if self._stack is not None:
+            raise RuntimeError("this engine is already running")
+        async with AsyncExitStack() as stack:
+            runner = self._pool if self._pool is not None else default_runner()
+            if not runner.is_open:
+                await stack.enter_async_context(runner)
+            task_group = await stack.enter_async_context(anyio.create_task_group())
+            self._env = RunEnvironment(
+                runner, self._bus, self._api, self._context, self._timeout, self._retry
+            )
+            self._task_group = task_group
+            if self._log_events:
+                await task_group.start(log_lifecycle_events, self._bus)
+            for pattern, workflow in self._triggers:
+                self._serve_trigger(pattern, workflow)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        stack, task_group = self._stack, self._task_group
+        assert stack is not None and task_group is not None
+        self._task_group = self._env = self._stack = None
+        task_group.cancel_scope.cancel()  # leaving the engine cancels what still runs
+        return await stack.__aexit__(exc_type, exc, tb)
+
+    # -- runs ------------------------------------------------------------------------
+
+    async def start(self, workflow: Workflow, *, event: Any = None) -> RunHandle:
+        """Validate and freeze ``workflow``, start a run, and return its handle at once."""
+        if self._task_group is None or self._env is None:
+            raise EngineNotRunning()
+        workflow.freeze()
+        run = Run(workflow, event=event, env=self._env)
+        await self._task_group.start(run.execute)
+        return RunHandle(run)
+
+    async def run(self, workflow: Workflow, *, event: Any = None) -> RunResult:
+        """Run ``workflow`` with ``ctx.event = event`` and return its :class:`RunResult`.
+
+        Cancelling the caller cancels the run.
+        """
+        handle = await self.start(workflow, event=event)
+        try:
+            return await handle.wait()
+        except anyio.get_cancelled_exc_class():
+            handle.cancel_nowait()
+            raise
+
+    # -- triggers --------------------------------------------------------------------
+
+    def on(self, pattern: str, workflow: Workflow) -> None:
+        """Start a run of ``workflow`` for each ``bus.publish(topic, payload)`` whose
+        topic matches the glob ``pattern``, with ``ctx.event = payload``.
+
+        The workflow is validated and frozen now. Triggers registered before the
+        engine starts begin serving when it does.
+        """
+        if not isinstance(pattern, str) or not pattern:
+            raise InvalidOption("pattern", "must be a non-empty topic pattern", value=pattern)
+        workflow.freeze()
+        self._triggers.append((pattern, workflow))
+        if self._task_group is not None:
+            self._serve_trigger(pattern, workflow)
+
+    def _serve_trigger(self, pattern: str, workflow: Workflow) -> None:
+        # Subscribe now, so a publish right after on() is not missed; never drop.
+        subscription = self._bus.open_subscription(pattern, policy="block", block_timeout=math.inf)
+        assert self._task_group is not None
+        self._task_group.start_soon(self._trigger_loop, subscription, workflow)
+
+    async def _trigger_loop(self, subscription: Subscription, workflow: Workflow) -> None:
+        try:
+            async for message in subscription:
+                if isinstance(message, Published):
+                    await self.start(workflow, event=message.payload)
+        finally:
+            subscription.close()
+
+
+def _check_options(
+    api: Mapping[str, Any], context: Mapping[str, Any], timeout: object, retry: object
+) -> None:
+    for name, fn in api.items():
+        if not isinstance(name, str) or not name.isidentifier() or not callable(fn):
+            raise InvalidOption(f"api.{name}", "must map JS identifiers to callables", value=fn)
+    for key in _RESERVED_CONTEXT:
+        if key in context:
+            raise InvalidOption(f"context.{key}", "is reserved: the engine sets ctx.{key}")
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise InvalidOption("timeout", "must be a positive number of seconds", value=timeout)
+    if retry is not None and not isinstance(retry, Retry):
+        raise InvalidOption("retry", "must be a Retry", value=retry)

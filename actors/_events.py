@@ -1,0 +1,128 @@
+"""What travels on the event bus: lifecycle events of runs, and published messages.
+
+Each is a frozen dataclass with a ``topic``. Lifecycle events carry ``run_id``,
+``workflow``, ``step`` (``None`` for run events), ``attempt`` (``None`` for run
+events, ``0`` for a step skipped before any attempt) and ``timestamp`` (Unix
+seconds), plus what applies: ``result`` / ``error`` / ``duration`` / ``logs``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors._runner import LogEntry
+from actors.errors import StepError
+
+__all__ = (
+    "BusEvent",
+    "LifecycleEvent",
+    "Published",
+    "RunCancelled",
+    "RunCompleted",
+    "RunFailed",
+    "RunStarted",
+    "StepCompleted",
+    "StepFailed",
+    "StepRetrying",
+    "StepSkipped",
+    "StepStarted",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Published:
+    """A message published with ``bus.publish(topic, payload)``."""
+
+    topic: str
+    payload: Any = None
+    timestamp: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LifecycleEvent:
+    """Base of the events the engine publishes about runs and steps."""
+
+    topic: str = field(default="", init=False)
+    run_id: str
+    workflow: str
+    step: str | None = None
+    attempt: int | None = None
+    timestamp: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunStarted(LifecycleEvent):
+    topic: str = field(default="run.started", init=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepStarted(LifecycleEvent):
+    """An attempt of ``step`` started (``attempt`` counts from 1)."""
+
+    topic: str = field(default="step.started", init=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepCompleted(LifecycleEvent):
+    topic: str = field(default="step.completed", init=False)
+    result: Any = None
+    duration: float = 0.0
+    logs: tuple[LogEntry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepFailed(LifecycleEvent):
+    """The step failed for good (its last attempt's ``error``)."""
+
+    topic: str = field(default="step.failed", init=False)
+    error: StepError | None = None
+    duration: float = 0.0
+    logs: tuple[LogEntry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepRetrying(LifecycleEvent):
+    """Attempt ``attempt`` failed with ``error``; the next starts after ``delay`` s."""
+
+    topic: str = field(default="step.retrying", init=False)
+    error: StepError | None = None
+    delay: float = 0.0
+    logs: tuple[LogEntry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepSkipped(LifecycleEvent):
+    """The step did not run; ``reason`` says which upstream failed or was skipped."""
+
+    topic: str = field(default="step.skipped", init=False)
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunCompleted(LifecycleEvent):
+    topic: str = field(default="run.completed", init=False)
+    output: Any = None
+    duration: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFailed(LifecycleEvent):
+    """Some step failed: ``failed`` names them, ``error`` is the first one's error."""
+
+    topic: str = field(default="run.failed", init=False)
+    output: Any = None
+    error: StepError | None = None
+    failed: tuple[str, ...] = ()
+    duration: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunCancelled(LifecycleEvent):
+    topic: str = field(default="run.cancelled", init=False)
+    duration: float = 0.0
+
+
+BusEvent = LifecycleEvent | Published
+"""Anything a subscriber receives."""

@@ -1,0 +1,215 @@
+"""One run of a workflow: its actors, its cancel scope, its result; and its handle."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from actors._actor import RunScope, StepActor
+from actors._bus import EventBus
+from actors._events import LifecycleEvent, RunCancelled, RunCompleted, RunFailed, RunStarted
+from actors._messages import Message
+from actors._results import RunResult, RunStatus, StepResult
+from actors._retry import Retry
+from actors._runner import StepRunner
+from actors._workflow import Workflow
+
+__all__ = ("Run", "RunEnvironment", "RunHandle")
+
+# How long a run's final event may wait for slow subscribers while being cancelled.
+FINAL_EVENT_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class RunEnvironment:
+    """What the engine gives every run."""
+
+    runner: StepRunner
+    bus: EventBus
+    api: Mapping[str, Callable[..., Any]]
+    context: Mapping[str, Any]
+    timeout: float
+    retry: Retry
+
+
+class Run:
+    """Executes one workflow once. ``execute`` runs in a task of the engine's task group."""
+
+    def __init__(self, workflow: Workflow, *, event: Any, env: RunEnvironment) -> None:
+        self.id = uuid.uuid4().hex
+        self.workflow = workflow.name
+        self._plan = workflow.compiled()
+        self._steps = workflow.steps
+        self._env = env
+        self._scope = RunScope(
+            run_id=self.id,
+            workflow=workflow.name,
+            event={} if event is None else event,
+            context=env.context,
+            api=env.api,
+            runner=env.runner,
+            emit=env.bus.publish_event,
+            timeout=env.timeout,
+            retry=env.retry,
+        )
+        self._cancel_scope = anyio.CancelScope()
+        self._done = anyio.Event()
+        self.result: RunResult | None = None
+
+    def cancel(self) -> None:
+        """Stop the run: running JS is cancelled, unstarted steps are skipped."""
+        self._cancel_scope.cancel()
+
+    async def wait(self) -> RunResult:
+        await self._done.wait()
+        assert self.result is not None
+        return self.result
+
+    async def execute(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        started = time.monotonic()
+        interrupted = False
+        try:
+            with self._cancel_scope:
+                await self._emit(RunStarted(run_id=self.id, workflow=self.workflow))
+                async with anyio.create_task_group() as tg:
+                    for actor in self._actors():
+                        tg.start_soon(actor.run)
+        except anyio.get_cancelled_exc_class():
+            interrupted = True
+            raise
+        finally:
+            interrupted = interrupted or self._cancel_scope.cancelled_caught
+            await self._finish(started, interrupted=interrupted)
+
+    def _actors(self) -> list[StepActor]:
+        plan = self._plan
+        streams = {
+            name: anyio.create_memory_object_stream[Message](max(1, len(plan.upstream[name])))
+            for name in plan.order
+        }
+        actors = [
+            StepActor(
+                self._steps[name],
+                scope=self._scope,
+                inbox=streams[name][1],
+                outboxes=tuple(streams[child][0].clone() for child in plan.downstream[name]),
+                upstream=plan.upstream[name],
+            )
+            for name in plan.order
+        ]
+        for send, _ in streams.values():
+            send.close()  # each upstream holds its own clone
+        return actors
+
+    async def _emit(self, event: LifecycleEvent) -> None:
+        await self._env.bus.publish_event(event)
+
+    async def _finish(self, started: float, *, interrupted: bool) -> None:
+        result = self._result(time.monotonic() - started, interrupted=interrupted)
+        self.result = result
+        try:
+            with anyio.move_on_after(FINAL_EVENT_TIMEOUT, shield=True):
+                await self._emit(_final_event(result))
+        finally:
+            self._done.set()
+
+    def _result(self, duration: float, *, interrupted: bool) -> RunResult:
+        steps = {name: self._step_result(name) for name in self._steps}
+        status: RunStatus
+        if interrupted and len(self._scope.results) < len(steps):
+            status = "cancelled"
+        elif any(s.status == "failed" for s in steps.values()):
+            status = "failed"
+        else:
+            status = "completed"
+        sinks = self._plan.sinks
+        results = {sink: steps[sink].result for sink in sinks}
+        output = results[sinks[0]] if len(sinks) == 1 else results
+        return RunResult(
+            id=self.id,
+            workflow=self.workflow,
+            status=status,
+            output=output,
+            steps=MappingProxyType(steps),
+            duration=duration,
+        )
+
+    def _step_result(self, name: str) -> StepResult:
+        done = self._scope.results.get(name)
+        if done is not None:
+            return done
+        running = self._scope.running.get(name)
+        if running is not None:
+            attempts, started = running
+            duration = time.monotonic() - started
+            reason = "run cancelled while running"
+            return StepResult(
+                name, "cancelled", reason=reason, attempts=attempts, duration=duration
+            )
+        return StepResult(name, "skipped", reason="run cancelled before the step started")
+
+
+def _final_event(result: RunResult) -> LifecycleEvent:
+    run_id, workflow, duration = result.id, result.workflow, result.duration
+    if result.status == "completed":
+        output = result.output
+        return RunCompleted(run_id=run_id, workflow=workflow, output=output, duration=duration)
+    if result.status == "cancelled":
+        return RunCancelled(run_id=run_id, workflow=workflow, duration=duration)
+    failed = result.failed_steps
+    return RunFailed(
+        run_id=run_id,
+        workflow=workflow,
+        output=result.output,
+        error=result.steps[failed[0]].error,
+        failed=failed,
+        duration=duration,
+    )
+
+
+class RunHandle:
+    """A started run: ``id``, ``await wait()`` for its result, ``await cancel()``."""
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+
+    def __repr__(self) -> str:
+        return f"<RunHandle {self.id} workflow={self.workflow!r} done={self.done}>"
+
+    @property
+    def id(self) -> str:
+        return self._run.id
+
+    @property
+    def workflow(self) -> str:
+        return self._run.workflow
+
+    @property
+    def done(self) -> bool:
+        return self._run.result is not None
+
+    @property
+    def result(self) -> RunResult | None:
+        """The result once the run has ended, else ``None``."""
+        return self._run.result
+
+    async def wait(self) -> RunResult:
+        """Wait for the run to end and return its result."""
+        return await self._run.wait()
+
+    async def cancel(self) -> RunResult:
+        """Cancel the run (running JS is stopped) and return its result."""
+        self._run.cancel()
+        return await self._run.wait()
+
+    def cancel_nowait(self) -> None:
+        """Request cancellation without waiting for the run to end."""
+        self._run.cancel()

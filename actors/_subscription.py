@@ -1,0 +1,172 @@
+"""One subscriber of the event bus: a bounded queue with a slow-subscriber policy.
+
+``"block"``: a publisher waits up to ``block_timeout`` seconds for room (``math.inf``:
+forever); past it the event is dropped *for this subscriber* and counted.
+``"drop_oldest"``: a publisher never waits; the oldest queued event is evicted
+and counted. Drops show in :meth:`Subscription.statistics` and are logged as a
+warning when a subscriber starts falling behind: never silent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from functools import lru_cache
+from typing import Literal
+
+import anyio
+import structlog
+
+from actors._events import BusEvent
+
+__all__ = ("Policy", "SubscriberStatistics", "Subscription", "topic_matches")
+
+logger = structlog.get_logger(__name__)
+
+Policy = Literal["block", "drop_oldest"]
+_POLICIES = ("block", "drop_oldest")
+
+
+@lru_cache(maxsize=4096)
+def topic_matches(pattern: str, topic: str) -> bool:
+    """Glob match of ``topic`` against ``pattern`` (``*``, ``?``, ``[...]``), case-sensitive."""
+    return fnmatchcase(topic, pattern)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberStatistics:
+    pattern: str
+    policy: Policy
+    max_buffer: int
+    queued: int
+    delivered: int
+    dropped: int
+
+
+class Subscription:
+    """The receiving end of ``bus.subscribe(pattern)``: an async iterator of events."""
+
+    def __init__(
+        self,
+        pattern: str,
+        *,
+        policy: Policy,
+        max_buffer: int,
+        block_timeout: float,
+        on_close: Callable[[Subscription], None],
+    ) -> None:
+        if policy not in _POLICIES:
+            raise ValueError(f"policy must be one of {_POLICIES}, got {policy!r}")
+        if not isinstance(max_buffer, int) or max_buffer < 1:
+            raise ValueError(f"max_buffer must be a positive integer, got {max_buffer!r}")
+        if not block_timeout >= 0:
+            raise ValueError(f"block_timeout must be >= 0, got {block_timeout!r}")
+        self.pattern = pattern
+        self.policy: Policy = policy
+        self._timeout = block_timeout
+        self._max_buffer = max_buffer
+        self._send, self._receive = anyio.create_memory_object_stream[BusEvent](max_buffer)
+        # drop_oldest evicts through its own receiving clone
+        self._evict = self._receive.clone() if policy == "drop_oldest" else None
+        self._on_close = on_close
+        self._delivered = 0
+        self._dropped = 0
+        self._behind = False
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self.pattern!r} policy={self.policy}>"
+
+    def matches(self, topic: str) -> bool:
+        return topic_matches(self.pattern, topic)
+
+    # -- publisher side --------------------------------------------------------------
+
+    async def offer(self, event: BusEvent) -> None:
+        """Queue ``event`` according to the policy; a closed subscription ignores it."""
+        try:
+            self._send.send_nowait(event)
+        except anyio.WouldBlock:
+            if self._evict is not None:
+                self._evict.receive_nowait()
+                self._count_drop(event)
+                self._send.send_nowait(event)
+            else:
+                await self._send_blocking(event)
+                return
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return
+        self._delivered += 1
+
+    async def _send_blocking(self, event: BusEvent) -> None:
+        timeout = None if math.isinf(self._timeout) else self._timeout
+        try:
+            with anyio.move_on_after(timeout) as scope:
+                await self._send.send(event)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return
+        if scope.cancelled_caught:
+            self._count_drop(event)
+        else:
+            self._delivered += 1
+
+    def _count_drop(self, event: BusEvent) -> None:
+        self._dropped += 1
+        if not self._behind:
+            self._behind = True
+            logger.warning(
+                "subscriber_dropping_events",
+                pattern=self.pattern,
+                policy=self.policy,
+                max_buffer=self._max_buffer,
+                topic=event.topic,
+                dropped=self._dropped,
+            )
+
+    # -- subscriber side -------------------------------------------------------------
+
+    async def receive(self) -> BusEvent:
+        """The next event; raises :class:`anyio.EndOfStream` once closed."""
+        try:
+            event = await self._receive.receive()
+        except anyio.ClosedResourceError:
+            raise anyio.EndOfStream from None
+        if self._behind and self._receive.statistics().current_buffer_used == 0:
+            self._behind = False
+        return event
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> BusEvent:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    def statistics(self) -> SubscriberStatistics:
+        return SubscriberStatistics(
+            pattern=self.pattern,
+            policy=self.policy,
+            max_buffer=self._max_buffer,
+            queued=self._receive.statistics().current_buffer_used if not self.closed else 0,
+            delivered=self._delivered,
+            dropped=self._dropped,
+        )
+
+    def close(self) -> None:
+        """Stop receiving; publishers skip this subscription from now on."""
+        if self.closed:
+            return
+        self.closed = True
+        self._send.close()
+        self._receive.close()
+        if self._evict is not None:
+            self._evict.close()
+        if self._dropped:
+            logger.warning(
+                "subscriber_closed_with_drops", pattern=self.pattern, dropped=self._dropped
+            )
+        self._on_close(self)

@@ -1,0 +1,224 @@
+"""Workflow definitions: steps with their JS, built from Python, frozen once run."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from os import PathLike
+from types import MappingProxyType
+from typing import Any, overload
+
+from actors._graph import Plan, check_graph, plan
+from actors._retry import Retry
+from actors.errors import (
+    DefinitionError,
+    DuplicateStep,
+    InvalidOption,
+    WorkflowFrozen,
+)
+
+__all__ = ("Step", "StepRef", "Workflow")
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step: its name, its JS (the body of an async function), and its options.
+
+    ``timeout`` and ``retry`` left as ``None`` take the engine's defaults.
+    """
+
+    name: str
+    js: str
+    after: tuple[str, ...] = ()
+    timeout: float | None = None
+    retry: Retry | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise InvalidOption("name", "must be a non-empty string", value=self.name)
+        if not isinstance(self.js, str) or not self.js.strip():
+            raise InvalidOption(
+                "js", "must be a non-empty string of JS", step=self.name, value=self.js
+            )
+        if not isinstance(self.after, tuple) or not all(isinstance(a, str) for a in self.after):
+            raise InvalidOption(
+                "after", "must be a list of step names", step=self.name, value=self.after
+            )
+        if self.timeout is not None and not _positive_number(self.timeout):
+            reason = "must be a positive number of seconds"
+            raise InvalidOption("timeout", reason, step=self.name, value=self.timeout)
+        if self.retry is not None and not isinstance(self.retry, Retry):
+            raise InvalidOption("retry", "must be a Retry", step=self.name, value=self.retry)
+
+
+def _positive_number(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return value > 0 and math.isfinite(value)
+
+
+StepRef = Step | str | Callable[..., Any]
+"""How ``after=`` names an upstream step: a :class:`Step`, its name, or a function."""
+
+
+def _ref_name(ref: object, *, step: str) -> str:
+    if isinstance(ref, Step):
+        return ref.name
+    if isinstance(ref, str):
+        return ref
+    name = getattr(ref, "__name__", None)
+    if callable(ref) and isinstance(name, str):
+        return name
+    raise InvalidOption("after", "must name steps (Step, str or function)", step=step, value=ref)
+
+
+def _after_names(after: Iterable[StepRef] | StepRef, *, step: str) -> tuple[str, ...]:
+    if isinstance(after, str | Step) or callable(after):
+        return (_ref_name(after, step=step),)
+    if not isinstance(after, Iterable):
+        raise InvalidOption("after", "must be a list of steps", step=step, value=after)
+    return tuple(_ref_name(ref, step=step) for ref in after)
+
+
+class Workflow:
+    """A DAG of JS steps. Add steps, then run it; it is frozen (immutable) once run.
+
+    >>> wf = Workflow("orders")
+    >>> @wf.step()
+    ... def fetch_a():
+    ...     '''return await fetch_data('a');'''
+    """
+
+    def __init__(self, name: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise InvalidOption("name", "a workflow needs a non-empty string name", value=name)
+        self._name = name
+        self._steps: dict[str, Step] = {}
+        self._plan: Plan | None = None
+
+    def __repr__(self) -> str:
+        return f"<Workflow {self._name!r} steps={list(self._steps)}>"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def steps(self) -> Mapping[str, Step]:
+        """The steps by name, in the order they were added (read-only)."""
+        return MappingProxyType(self._steps)
+
+    @property
+    def frozen(self) -> bool:
+        return self._plan is not None
+
+    # -- building ------------------------------------------------------------------
+
+    def add_step(
+        self,
+        name: str,
+        *,
+        js: str,
+        after: Iterable[StepRef] | StepRef = (),
+        timeout: float | None = None,
+        retry: Retry | None = None,
+    ) -> Step:
+        """Add a step whose body is ``js``; it runs once every step in ``after`` completed."""
+        if self._plan is not None:
+            raise WorkflowFrozen(self._name)
+        if isinstance(name, str) and name in self._steps:
+            raise DuplicateStep(name, workflow=self._name)
+        try:
+            step = Step(name, js, _after_names(after, step=str(name)), timeout, retry)
+        except InvalidOption as exc:
+            raise self._with_workflow(exc) from None
+        self._steps[name] = step
+        return step
+
+    @overload
+    def step(self, fn: Callable[..., Any], /) -> Step: ...
+    @overload
+    def step(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        after: Iterable[StepRef] | StepRef = (),
+        timeout: float | None = None,
+        retry: Retry | None = None,
+    ) -> Callable[[Callable[..., Any]], Step]: ...
+
+    def step(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        after: Iterable[StepRef] | StepRef = (),
+        timeout: float | None = None,
+        retry: Retry | None = None,
+    ) -> Step | Callable[[Callable[..., Any]], Step]:
+        """Decorator: the function's docstring is the step's JS, its name the step's name.
+
+        Use as ``@wf.step()`` or ``@wf.step``; the decorated name becomes the
+        :class:`Step`, which ``after=`` of later steps accepts.
+        """
+
+        def decorate(func: Callable[..., Any]) -> Step:
+            step_name = name if name is not None else func.__name__
+            doc = func.__doc__
+            js = inspect.cleandoc(doc) if isinstance(doc, str) else doc
+            return self.add_step(step_name, js=js, after=after, timeout=timeout, retry=retry)  # type: ignore[arg-type]
+
+        return decorate(fn) if fn is not None else decorate
+
+    # -- checking ------------------------------------------------------------------
+
+    def validate(self) -> None:
+        """Raise a :class:`~actors.errors.DefinitionError` naming what is wrong, if anything."""
+        if not self._steps:
+            raise DefinitionError("has no steps", workflow=self._name)
+        graph = {name: step.after for name, step in self._steps.items()}
+        check_graph(graph, workflow=self._name)
+
+    def freeze(self) -> None:
+        """Validate, then forbid further changes. ``engine.run`` does this for you."""
+        if self._plan is None:
+            self.validate()
+            self._plan = plan({name: step.after for name, step in self._steps.items()})
+
+    def compiled(self) -> Plan:
+        """The run plan of the frozen workflow (freezing it first)."""
+        self.freeze()
+        assert self._plan is not None
+        return self._plan
+
+    def _with_workflow(self, exc: InvalidOption) -> InvalidOption:
+        return InvalidOption(
+            exc.option, exc.reason, step=exc.step, value=exc.value, workflow=self._name
+        )
+
+    # -- data ----------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The definition as plain data (the shape :meth:`from_dict` reads)."""
+        from actors._workflow_data import workflow_to_dict
+
+        return workflow_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Workflow:
+        """Build and validate a workflow from ``{"name": ..., "steps": {...}}``."""
+        from actors._workflow_data import workflow_from_dict
+
+        return workflow_from_dict(data)
+
+    @classmethod
+    def from_file(cls, path: str | PathLike[str]) -> Workflow:
+        """Read a workflow from a JSON (``.json``) or TOML (``.toml``) file."""
+        from actors._workflow_data import workflow_from_file
+
+        return workflow_from_file(path)

@@ -1,0 +1,166 @@
+"""Workflows as data: ``to_dict`` / ``from_dict`` and JSON or TOML files.
+
+Shape::
+
+    {"name": str,
+     "steps": {step: {"js": str, "after": [step, ...], "timeout": seconds,
+                      "retry": {"attempts", "delay", "backoff", "max_delay", "jitter"}}}}
+
+Only ``js`` is required per step. Errors carry the offending key as a dotted path
+(``steps.combine.timeout``); file errors add the file name.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from actors._retry import Retry
+from actors._workflow import Workflow
+from actors.errors import DefinitionError, InvalidOption, WorkflowFileError
+
+__all__ = ("workflow_from_dict", "workflow_from_file", "workflow_to_dict")
+
+_STEP_KEYS = frozenset({"js", "after", "timeout", "retry"})
+_TOP_KEYS = frozenset({"name", "steps"})
+
+
+def workflow_to_dict(workflow: Workflow) -> dict[str, Any]:
+    steps: dict[str, Any] = {}
+    for name, step in workflow.steps.items():
+        entry: dict[str, Any] = {"js": step.js}
+        if step.after:
+            entry["after"] = list(step.after)
+        if step.timeout is not None:
+            entry["timeout"] = step.timeout
+        if step.retry is not None:
+            entry["retry"] = step.retry.to_dict()
+        steps[name] = entry
+    return {"name": workflow.name, "steps": steps}
+
+
+class _BadKey(DefinitionError):
+    """Internal: a problem at a dotted key path, before the file name is known."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+def workflow_from_dict(data: Mapping[str, Any]) -> Workflow:
+    try:
+        return _build(data)
+    except _BadKey as exc:
+        raise InvalidOption(exc.key, exc.reason, workflow=_name_of(data)) from None
+
+
+def workflow_from_file(path: str | PathLike[str]) -> Workflow:
+    file = Path(path)
+    data = _load(file)
+    try:
+        return _build(data)
+    except _BadKey as exc:
+        raise WorkflowFileError(file, exc.reason, key=exc.key) from None
+    except DefinitionError as exc:
+        raise WorkflowFileError(file, str(exc), key=_culprit_key(exc)) from None
+
+
+def _name_of(data: object) -> str | None:
+    name = data.get("name") if isinstance(data, Mapping) else None
+    return name if isinstance(name, str) else None
+
+
+def _culprit_key(exc: DefinitionError) -> str | None:
+    step = getattr(exc, "step", None)
+    if isinstance(step, str):
+        return f"steps.{step}"
+    steps = getattr(exc, "steps", None)
+    return f"steps.{steps[0]}" if steps else None
+
+
+def _load(file: Path) -> Any:
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise WorkflowFileError(file, f"cannot read: {exc.strerror or exc}") from exc
+    suffix = file.suffix.lower()
+    try:
+        if suffix == ".toml":
+            return tomllib.loads(raw.decode("utf-8"))
+        if suffix == ".json":
+            return json.loads(raw, object_pairs_hook=_no_duplicate_keys)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WorkflowFileError(file, f"not valid {suffix[1:].upper()}: {exc}") from None
+    except _DuplicateKey as exc:
+        raise WorkflowFileError(file, "duplicate key", key=exc.key) from None
+    raise WorkflowFileError(file, "unsupported file type; use .json or .toml")
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(key)
+        result[key] = value
+    return result
+
+
+def _build(data: object) -> Workflow:
+    if not isinstance(data, Mapping):
+        raise _BadKey("(top level)", "must be an object/table with 'name' and 'steps'")
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise _BadKey(str(key), "unknown key (expected 'name' and 'steps')")
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        raise _BadKey("name", f"must be a non-empty string, got {name!r}")
+    steps = data.get("steps")
+    if not isinstance(steps, Mapping) or not steps:
+        raise _BadKey("steps", "must be a non-empty object/table of steps")
+    workflow = Workflow(name)
+    for step_name, spec in steps.items():
+        _add(workflow, str(step_name), spec)
+    workflow.validate()
+    return workflow
+
+
+def _add(workflow: Workflow, name: str, spec: object) -> None:
+    where = f"steps.{name}"
+    if not isinstance(spec, Mapping):
+        raise _BadKey(where, "must be an object/table with at least 'js'")
+    for key in spec:
+        if key not in _STEP_KEYS:
+            raise _BadKey(f"{where}.{key}", "unknown step option")
+    if "js" not in spec:
+        raise _BadKey(f"{where}.js", "is required")
+    after = spec.get("after", [])
+    if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
+        raise _BadKey(f"{where}.after", f"must be a list of step names, got {after!r}")
+    retry = _retry(spec.get("retry"), where=f"{where}.retry")
+    try:
+        timeout = spec.get("timeout")
+        workflow.add_step(name, js=spec["js"], after=after, timeout=timeout, retry=retry)
+    except InvalidOption as exc:
+        raise _BadKey(f"{where}.{exc.option}", f"{exc.reason}, got {exc.value!r}") from None
+
+
+def _retry(data: object, *, where: str) -> Retry | None:
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        raise _BadKey(where, f"must be an object/table of retry options, got {data!r}")
+    try:
+        return Retry.from_dict(data)
+    except InvalidOption as exc:
+        raise _BadKey(f"{where}.{exc.option}", f"{exc.reason}, got {exc.value!r}") from None

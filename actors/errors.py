@@ -1,0 +1,191 @@
+"""The errors raised or reported by :mod:`actors`, under one root: :class:`ActorsError`.
+
+Two families:
+
+* :class:`DefinitionError` and its leaves: a workflow definition (Python, dict or
+  file) is wrong. Raised by :class:`~actors.Workflow` and by ``engine.run``.
+* :class:`StepError` and its leaves: a step's script failed. These are *reported*
+  (``RunResult.steps[name].error``, lifecycle events), not raised: a failing user
+  script is a result, not a crash of the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = (
+    "ActorsError",
+    "CycleDetected",
+    "DefinitionError",
+    "DuplicateStep",
+    "EngineNotRunning",
+    "InvalidOption",
+    "SandboxFailed",
+    "ScriptFailed",
+    "StepError",
+    "StepTimedOut",
+    "UnknownDependency",
+    "WorkflowFileError",
+    "WorkflowFrozen",
+)
+
+
+class ActorsError(Exception):
+    """Root of every error of the :mod:`actors` package."""
+
+
+# -- definitions ------------------------------------------------------------------
+
+
+class DefinitionError(ActorsError):
+    """A workflow definition is invalid; ``workflow`` names it when known."""
+
+    def __init__(self, message: str, *, workflow: str | None = None) -> None:
+        prefix = f"workflow {workflow!r}: " if workflow else ""
+        super().__init__(prefix + message)
+        self.workflow = workflow
+
+
+class DuplicateStep(DefinitionError):
+    """Two steps share the name ``step``."""
+
+    def __init__(self, step: str, *, workflow: str | None = None) -> None:
+        super().__init__(f"duplicate step {step!r}", workflow=workflow)
+        self.step = step
+
+
+class UnknownDependency(DefinitionError):
+    """Step ``step`` runs after ``dependency``, which is not a step of the workflow."""
+
+    def __init__(self, step: str, dependency: str, *, workflow: str | None = None) -> None:
+        super().__init__(f"step {step!r} depends on unknown step {dependency!r}", workflow=workflow)
+        self.step = step
+        self.dependency = dependency
+
+
+class CycleDetected(DefinitionError):
+    """The steps in ``steps`` depend on each other in a cycle (each after the previous)."""
+
+    def __init__(self, steps: Sequence[str], *, workflow: str | None = None) -> None:
+        path = " -> ".join([*steps, steps[0]]) if steps else ""
+        super().__init__(f"dependency cycle: {path}", workflow=workflow)
+        self.steps = tuple(steps)
+
+
+class InvalidOption(DefinitionError):
+    """Option ``option`` (``"js"``, ``"timeout"``, ``"retry.attempts"``...) is invalid.
+
+    ``step`` names the step when the option belongs to one; ``value`` is the
+    offending value.
+    """
+
+    def __init__(
+        self,
+        option: str,
+        reason: str,
+        *,
+        step: str | None = None,
+        value: object = None,
+        workflow: str | None = None,
+    ) -> None:
+        where = f"step {step!r}: " if step is not None else ""
+        super().__init__(f"{where}{option}: {reason}", workflow=workflow)
+        self.option = option
+        self.reason = reason
+        self.step = step
+        self.value = value
+
+
+class WorkflowFrozen(DefinitionError):
+    """The workflow has been run (or frozen) and can no longer change."""
+
+    def __init__(self, workflow: str) -> None:
+        super().__init__("is frozen once run; build a new Workflow to change it", workflow=workflow)
+
+
+class WorkflowFileError(DefinitionError):
+    """The workflow file ``path`` is malformed; ``key`` is the offending key, if any."""
+
+    def __init__(self, path: str | Path, reason: str, *, key: str | None = None) -> None:
+        where = f"{path}: {key}: " if key else f"{path}: "
+        super().__init__(where + reason)
+        self.path = Path(path)
+        self.key = key
+        self.reason = reason
+
+
+# -- engine ------------------------------------------------------------------------
+
+
+class EngineNotRunning(ActorsError):
+    """The engine was used outside its ``async with`` block."""
+
+    def __init__(self) -> None:
+        super().__init__("the engine is not running; use it inside 'async with Engine(...)'")
+
+
+# -- steps -------------------------------------------------------------------------
+
+
+class StepError(ActorsError):
+    """A step's attempt failed.
+
+    ``name`` is the JS error name for script errors (``"TypeError"``,
+    ``"NonRetryableError"``...) and the runtime condition otherwise
+    (``"ScriptTimeout"``, ``"SandboxCrashed"``...). ``retryable`` says whether a
+    :class:`~actors.Retry` policy may try again; ``cause`` is the runtime's error.
+    """
+
+    def __init__(
+        self,
+        step: str,
+        name: str,
+        message: str,
+        *,
+        attempt: int,
+        retryable: bool,
+        cause: BaseException | None = None,
+    ) -> None:
+        super().__init__(f"step {step!r} attempt {attempt}: {name}: {message}")
+        self.step = step
+        self.name = name
+        self.message = message
+        self.attempt = attempt
+        self.retryable = retryable
+        self.cause = cause
+
+
+class ScriptFailed(StepError):
+    """The step's JS threw; ``stack`` is its JS stack trace when known."""
+
+    def __init__(
+        self,
+        step: str,
+        name: str,
+        message: str,
+        *,
+        attempt: int,
+        stack: str | None = None,
+        cause: BaseException | None = None,
+    ) -> None:
+        retryable = name != "NonRetryableError"
+        super().__init__(step, name, message, attempt=attempt, retryable=retryable, cause=cause)
+        self.stack = stack
+
+
+class StepTimedOut(StepError):
+    """The step's JS ran past ``timeout`` seconds and was stopped (retryable)."""
+
+    def __init__(
+        self, step: str, timeout: float, *, attempt: int, cause: BaseException | None = None
+    ) -> None:
+        message = f"did not finish within {timeout:g} s"
+        super().__init__(
+            step, "ScriptTimeout", message, attempt=attempt, retryable=True, cause=cause
+        )
+        self.timeout = timeout
+
+
+class SandboxFailed(StepError):
+    """The sandbox running the step crashed, ran out of memory or refused a value."""

@@ -62,7 +62,7 @@ class StepRunner(Protocol):
         *,
         globals: Mapping[str, Any] | None = None,
         api: Mapping[str, Callable[..., Any]] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 (the pool enforces it in the sandbox)
+        timeout: float | None = None,
     ) -> ExecutionLike: ...
 
 

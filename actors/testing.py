@@ -131,7 +131,7 @@ class FakeRunner:
         *,
         globals: Mapping[str, Any] | None = None,
         api: Mapping[str, Callable[..., Any]] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 (mirrors RuntimePool.execute)
+        timeout: float | None = None,
     ) -> FakeExecution:
         if self._state != "open":
             raise PoolClosed("the pool is not open")

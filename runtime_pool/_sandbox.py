@@ -140,6 +140,7 @@ class _Worker:
         self._sandbox = _Sandbox(config, self._host_call, self._announce_stop)
         self._peak = 0
         self._sampler: asyncio.TimerHandle | None = None
+        self._statm = os.open("/proc/self/statm", os.O_RDONLY)
 
     def _send(self, header: dict[str, Any], payload: bytes = b"") -> None:
         view = memoryview(_protocol.encode(header, payload))
@@ -217,7 +218,7 @@ class _Worker:
             "op": "result",
             "id": header["id"],
             "kind": kind,
-            "logs": json.loads(logs),
+            "logs": json.loads(logs) if logs != "[]" else [],
             "duration": time.perf_counter() - started,
             "ready": not (recycle or retire),
             "retire": retire,
@@ -236,8 +237,7 @@ class _Worker:
     def _sample(self) -> None:
         if self._token is None:
             return
-        with open("/proc/self/statm", "rb") as statm:
-            rss = int(statm.read().split()[1]) * _PAGE
+        rss = int(os.pread(self._statm, 128, 0).split()[1]) * _PAGE
         self._peak = max(self._peak, rss)
         if rss > self._config.memory_limit:
             self._sandbox.stop("memory")

@@ -1,7 +1,4 @@
-"""The engine on the real runtime pool, used as a new user would.
-
-Skipped until ``runtime_pool.RuntimePool`` exists.
-"""
+"""The engine on the real runtime pool, used as a new user would."""
 
 from __future__ import annotations
 
@@ -14,14 +11,7 @@ import pytest
 
 from actors import Engine, LifecycleEvent, Retry, RunCompleted, Workflow
 from actors.errors import ScriptFailed, StepTimedOut
-
-runtime_pool = pytest.importorskip("runtime_pool")
-if not hasattr(runtime_pool, "RuntimePool"):
-    pytest.skip(
-        "runtime_pool.RuntimePool is not importable yet (the pool has not landed)",
-        allow_module_level=True,
-    )
-RuntimePool: Any = runtime_pool.RuntimePool
+from runtime_pool import RuntimePool
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 

@@ -118,8 +118,8 @@ class RuntimePool:
                 await self._started.wait()
             if self._start_failure is not None:
                 raise self._start_failure
-        except BaseException as exc:
-            await self._close(type(exc), exc, exc.__traceback__)
+        except BaseException:
+            await self._close()
             raise
         return self
 
@@ -129,14 +129,10 @@ class RuntimePool:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._close(exc_type, exc, tb)
+        await self._close()
 
-    async def _close(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _close(self) -> None:
+        """Wake waiting runs with PoolClosed, stop every worker, and wait for them to end."""
         if self._state == "closed":
             return
         self._state = "closed"

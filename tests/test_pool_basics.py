@@ -205,3 +205,35 @@ def test_invalid_pool_options_are_rejected() -> None:
         RuntimePool(heap_limit=4 * 2**20)
     with pytest.raises(ValueError):
         RuntimePool(isolation="shared")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("script", "error"),
+    [
+        ("slow(); return 'done early'", None),
+        ("await slow()", errors.ScriptTimeout),
+    ],
+    ids=["run_returned", "run_timed_out"],
+)
+async def test_a_host_call_still_running_when_its_run_ends_is_cancelled(
+    script: str, error: type[Exception] | None
+) -> None:
+    entered, cancelled = anyio.Event(), anyio.Event()
+
+    async def slow() -> None:
+        entered.set()
+        try:
+            await anyio.sleep(30)
+        finally:
+            cancelled.set()
+
+    async with RuntimePool(size=1) as pool:
+        if error is None:
+            assert await pool.run(script, api={"slow": slow}, timeout=5) == "done early"
+        else:
+            with pytest.raises(error):
+                await pool.run(script, api={"slow": slow}, timeout=0.3)
+        with anyio.fail_after(2):
+            await entered.wait()
+            await cancelled.wait()
+        assert await pool.run("return 1") == 1

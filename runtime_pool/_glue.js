@@ -60,18 +60,31 @@
 
   // Copies `value` into fresh plain data (null, booleans, finite numbers,
   // strings, arrays, plain objects), the only shapes that cross the boundary.
+  // Allocates nothing beyond the copy itself (which the budget bounds), so a
+  // huge value is refused before it can exhaust the heap.
   function plainCopy(value, what) {
     const ancestors = new SetCtor();
+    const keys = [];  // the path to the value being copied, for error messages
+    const slot = { value: undefined, enumerable: true, writable: true, configurable: true };
     let budget = maxValueChars;
-    function copy(v, path, depth) {
+    const where = () => {
+      let text = "$";
+      for (let i = 0; i < keys.length; i++) {
+        text += typeof keys[i] === "number" ? `[${keys[i]}]` : keys[i];
+      }
+      return text;
+    };
+    const tooLarge = () => reject("too_large", `${what} is larger than ${maxValueChars} characters`);
+    function copy(v, depth) {
       if (depth > maxDepth) {
-        throw reject("too_large", `${what} is nested deeper than ${maxDepth} levels at ${path}`);
+        throw reject("too_large", `${what} is nested deeper than ${maxDepth} levels at ${where()}`);
       }
       budget -= 8;
+      if (budget < 0) throw tooLarge();
       switch (typeof v) {
         case "string":
           budget -= v.length;
-          if (budget < 0) throw reject("too_large", `${what} is larger than ${maxValueChars} characters`);
+          if (budget < 0) throw tooLarge();
           return v;
         case "number":
           return NumberIsFinite(v) ? v : null;
@@ -83,10 +96,9 @@
           if (v === null) return null;
           break;
         default:
-          throw new TypeErrorCtor(`${what} at ${path} is a ${typeof v}; only JSON-like data can cross`);
+          throw new TypeErrorCtor(`${what} at ${where()} is a ${typeof v}; only JSON-like data can cross`);
       }
-      if (budget < 0) throw reject("too_large", `${what} is larger than ${maxValueChars} characters`);
-      if (setHas(ancestors, v)) throw reject("too_large", `${what} is cyclic at ${path}`);
+      if (setHas(ancestors, v)) throw reject("too_large", `${what} is cyclic at ${where()}`);
       const proto = getPrototypeOf(v);
       if (proto === DatePrototype) return apply(dateToISOString, v, []);
       setAdd(ancestors, v);
@@ -95,7 +107,9 @@
         out = [];
         const n = v.length;
         for (let i = 0; i < n; i++) {
-          const item = copy(v[i], `${path}[${i}]`, depth + 1);
+          arrayPush(keys, i);
+          const item = copy(v[i], depth + 1);
+          keys.length--;
           out[i] = item === undefined ? null : item;
         }
       } else if (proto === ObjectPrototype || proto === null) {
@@ -104,16 +118,32 @@
         for (let i = 0; i < ks.length; i++) {
           const k = ks[i];
           budget -= k.length;
-          const item = copy(v[k], `${path}.${k}`, depth + 1);
-          if (item !== undefined) defineProperty(out, k, { value: item, enumerable: true, writable: true, configurable: true });
+          arrayPush(keys, "." + k);
+          const item = copy(v[k], depth + 1);
+          keys.length--;
+          if (item !== undefined) {
+            slot.value = item;
+            defineProperty(out, k, slot);
+          }
         }
+        slot.value = undefined;
       } else {
-        throw new TypeErrorCtor(`${what} at ${path} is not plain data (a class instance, Map, Set, ...); only JSON-like data can cross`);
+        throw new TypeErrorCtor(`${what} at ${where()} is not plain data (a class instance, Map, Set, ...); only JSON-like data can cross`);
       }
       setDelete(ancestors, v);
       return out;
     }
-    return copy(value, "$", 0);
+    return copy(value, 0);
+  }
+
+  function argumentsJson(args, name) {
+    try {
+      return toJson(args, `argument of ${name}()`);
+    } catch (e) {
+      if (!(e instanceof BoundaryError)) throw e;
+      if (e.message.includes("cyclic")) throw new TypeErrorCtor(e.message);
+      throw new RangeErrorCtor(e.message);
+    }
   }
 
   function toJson(value, what) {
@@ -220,7 +250,7 @@
       if (currentRun !== token) {
         throw new ErrorCtor(`host function ${name}() called after its run ended`);
       }
-      const argsJson = toJson(args, `argument of ${name}()`);
+      const argsJson = argumentsJson(args, name);
       const reply = await callAsync(opId, token, name, argsJson);
       if (reply[0] === "ok") return parse(reply[1]);
       throw new ErrorCtor(reply[1]);
@@ -274,6 +304,47 @@
   for (const prop of ["constructor", "toString", "push"]) enableOverride(Array.prototype, prop);
   enableOverride(Promise.prototype, "constructor");
   enableOverride(Promise.prototype, "then");
+
+  // Async sources the per-run bookkeeping cannot cancel: count what is pending,
+  // and a run that leaves any pending gets its runtime replaced.
+  let pendingAsync = 0;
+  function counted(fn, self) {
+    return function (...args) {
+      const promise = apply(fn, self, args);
+      pendingAsync++;
+      const settle = () => { pendingAsync--; };
+      apply(promiseThen, promise, [settle, settle]);
+      return promise;
+    };
+  }
+  const promiseThen = Promise.prototype.then;
+  for (const name of ["compile", "instantiate", "compileStreaming", "instantiateStreaming"]) {
+    if (typeof WebAssembly[name] === "function") {
+      defineProperty(WebAssembly, name, { value: counted(WebAssembly[name], WebAssembly), writable: true, configurable: true });
+    }
+  }
+  if (typeof Atomics.waitAsync === "function") {
+    const realWaitAsync = Atomics.waitAsync;
+    defineProperty(Atomics, "waitAsync", {
+      value: function waitAsync(...args) {
+        const result = apply(realWaitAsync, Atomics, args);
+        if (result.async) {
+          pendingAsync++;
+          const settle = () => { pendingAsync--; };
+          apply(promiseThen, result.value, [settle, settle]);
+        }
+        return result;
+      },
+      writable: true,
+      configurable: true,
+    });
+  }
+  // RegExp legacy statics ($1, input, lastMatch, ...) would carry data between runs.
+  for (const k of ownKeys(RegExp)) {
+    const d = getOwnPropertyDescriptor(RegExp, k);
+    if (d.get || d.set) deleteProperty(RegExp, k);
+  }
+  defineProperty(RegExp, Symbol.species, { get() { return this; }, configurable: true });
 
   const hidden = [];
   const reach = [
@@ -375,11 +446,16 @@
     } catch (e) {
       if (e instanceof BoundaryError && e.kind === "too_large") outcome = ["too_large", e.message];
       else outcome = ["error", stringify(describeError(e))];
-    } finally {
-      currentRun = null;
     }
-    const clean = scrub();
-    return [outcome[0], outcome[1], stringify(logs), clean];
+    return outcome;
   }
-  return freeze(run);
+
+  // Called by the worker after run()'s promise settled and the microtask queue
+  // drained: ends the run and returns [logs as JSON, global state is clean].
+  function finish() {
+    currentRun = null;
+    const clean = scrub() && pendingAsync === 0;
+    return [stringify(logs), clean];
+  }
+  return freeze([freeze(run), freeze(finish)]);
 })

@@ -66,6 +66,10 @@ def prepare_run(
     """Check and encode a run's inputs; raise before any worker is involved."""
     if not isinstance(code, str):
         raise TypeError(f"code must be a str, not {type(code).__name__}")
+    try:
+        code.encode()
+    except UnicodeEncodeError:
+        raise errors.InvalidValue("code holds a lone surrogate; write it as a \\u escape") from None
     for name in (*globals, *api):
         _check_name(name)
     if both := set(globals) & set(api):
@@ -215,7 +219,7 @@ async def _host_call(
         body = encode_value(value, f"the value returned by {name}()", limits.max_value_bytes)
         kind = "ok"
     except Exception as exc:
-        kind, body = "error", (str(exc) or type(exc).__name__).encode()
+        kind, body = "error", (str(exc) or f"{name}() failed").encode()
         logger.info("host_call_failed", function=name, error=repr(exc))
     reply = {"op": "reply", "id": token, "call": header["call"], "kind": kind}
     with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):

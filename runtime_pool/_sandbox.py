@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from jsrun import Runtime, RuntimeConfig
+from jsrun import JavaScriptError, Runtime, RuntimeConfig
 
 from . import _protocol
 
@@ -59,9 +59,9 @@ class _Sandbox:
         self._announce_stop = announce_stop
         self.stop_reason: str | None = None
         self.runs = 0
-        self._runtime, self._runner = self._create()
+        self._runtime, self._run, self._finish = self._create()
 
-    def _create(self) -> tuple[Runtime, Any]:
+    def _create(self) -> tuple[Runtime, Any, Any]:
         c = self._config
         runtime = Runtime(
             RuntimeConfig(
@@ -72,8 +72,10 @@ class _Sandbox:
         )
         op_id = runtime.register_op("host_call", self._host_call, mode="async")
         factory = runtime.eval(_GLUE)
-        runner = factory(op_id, c.max_value_bytes, c.max_depth, c.max_log_lines, c.max_log_chars)
-        return runtime, runner
+        run, finish = factory(
+            op_id, c.max_value_bytes, c.max_depth, c.max_log_lines, c.max_log_chars
+        )
+        return runtime, run, finish
 
     def stop(self, reason: str) -> None:
         """Terminate the JS in progress; the runtime is dead afterwards."""
@@ -93,22 +95,42 @@ class _Sandbox:
         """Return (kind, payload, logs JSON, runtime still clean)."""
         self.runs += 1
         try:
-            kind, payload, logs, clean = await self._runner.call_async(
+            kind, payload = await self._run.call_async(
                 header["id"], header["code"], header["globals"], header["api"], inputs
             )
+            logs, clean = self._finish()  # after the microtasks the run left have drained
         except Exception as exc:
-            if self.stop_reason is None:
-                self.stop_reason = self._diagnose(exc)
-            return self.stop_reason, str(exc), "[]", False
+            return self._failed(exc)
+        if self.stop_reason is not None:  # stopped while its leftover microtasks ran
+            return self.stop_reason, "stopped", logs, False
         return kind, payload, logs, bool(clean)
 
-    def _diagnose(self, exc: Exception) -> str:
-        """Name why the runner failed; a heap breach shows only when the runtime is probed."""
+    def _failed(self, exc: Exception) -> tuple[str, Any, str, bool]:
+        if self.stop_reason is not None:
+            return self.stop_reason, str(exc), "[]", False
+        if self._alive() and isinstance(exc, JavaScriptError):
+            # An error that escaped the run's own promise: an unhandled rejection or
+            # a throwing timer callback. The script failed; the runtime is replaced.
+            logs, _ = self._finish()
+            detail = {"name": exc.name or "Error", "message": exc.message or "", "stack": exc.stack}
+            return "error", json.dumps(detail), logs, False
+        self.stop_reason = "heap" if self._heap_exhausted(exc) else "crashed"
+        return self.stop_reason, str(exc), "[]", False
+
+    def _alive(self) -> bool:
+        try:
+            self._runtime.get_stats()
+        except Exception:
+            return False
+        return True
+
+    def _heap_exhausted(self, exc: Exception) -> bool:
+        """A heap breach shows in the error only when the runtime is probed."""
         try:
             self._runtime.get_stats()
         except Exception as probe:
             exc = probe
-        return "heap" if "heap limit" in str(exc).lower() else "crashed"
+        return "heap limit" in str(exc).lower()
 
     def needs_recycle(self, clean: bool) -> bool:
         if not clean or self.stop_reason is not None or self._config.isolation == "fresh":
@@ -125,7 +147,7 @@ class _Sandbox:
         self._runtime.close()
         self.stop_reason = None
         self.runs = 0
-        self._runtime, self._runner = self._create()
+        self._runtime, self._run, self._finish = self._create()
 
 
 class _Worker:

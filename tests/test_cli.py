@@ -57,6 +57,18 @@ def test_run_prints_output_json_on_stdout_and_progress_on_stderr() -> None:
 
 
 @pytest.mark.timeout(60)
+def test_run_of_the_seed_workflow_file_gives_the_seeds_result() -> None:
+    proc = cli(
+        "run", "examples/seed_workflow.toml", "--api", "examples.seed_workflow:API",
+        "--event", '{"source_a": "a", "source_b": "b", "user_id": 123}',
+        "--context", '{"config": {"multiplier": 2}}',
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    event = {"source_a": "a", "source_b": "b", "user_id": 123}
+    assert json.loads(proc.stdout) == {"sum": 150, "count": 8, "event": event}
+
+
+@pytest.mark.timeout(60)
 def test_run_with_json_logs_context_and_event_file(tmp_path: Path) -> None:
     event_file = tmp_path / "event.json"
     event_file.write_text('{"user_id": 42}')

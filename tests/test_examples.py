@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -88,3 +89,17 @@ def test_seed_example_prints_the_seeds_output_with_fetches_concurrent() -> None:
 def test_example_workflow_files_are_valid(path: Path) -> None:
     workflow = Workflow.from_file(path)
     assert Workflow.from_dict(workflow.to_dict()).to_dict() == workflow.to_dict()
+
+
+def test_seed_workflow_files_are_the_seed_example_as_data() -> None:
+    spec = importlib.util.spec_from_file_location("seed_example", EXAMPLES / "seed_workflow.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # defines the workflow; main() runs only as a script
+    toml = Workflow.from_file(EXAMPLES / "seed_workflow.toml")
+    assert Workflow.from_file(EXAMPLES / "seed_workflow.json").to_dict() == toml.to_dict()
+    python = module.wf
+    assert list(toml.steps) == list(python.steps)
+    for name, step in toml.steps.items():
+        assert step.js.strip() == python.steps[name].js.strip()
+        assert step.after == python.steps[name].after

@@ -2,6 +2,13 @@
 
 Run it: ``python examples/seed_workflow.py``. ``fetch_a`` and ``fetch_b`` start
 before either finishes (both ``→`` lines come first); ``combine`` waits for both.
+
+The same workflow as data is in ``seed_workflow.toml`` (and ``.json``); ``API``
+here gives the CLI its host function::
+
+    python -m actors run examples/seed_workflow.toml --api examples.seed_workflow:API \\
+        --event '{"source_a": "a", "source_b": "b", "user_id": 123}' \\
+        --context '{"config": {"multiplier": 2}}'
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ from actors import Engine, StepCompleted, StepStarted, Workflow
 async def fetch_data(source: str) -> list[int]:
     await anyio.sleep(0.1)
     return [1, 2, 3, 4, 5] if source == "a" else [10, 20, 30]
+
+
+API = {"fetch_data": fetch_data}
 
 
 wf = Workflow("my_workflow")
@@ -67,7 +77,7 @@ def aggregate() -> None:
 
 async def main() -> dict[str, Any]:
     async with (
-        Engine(api={"fetch_data": fetch_data}, context={"config": {"multiplier": 2}}) as engine,
+        Engine(api=API, context={"config": {"multiplier": 2}}) as engine,
         engine.bus.subscribe("step.*") as events,
         anyio.create_task_group() as tg,
     ):

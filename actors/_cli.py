@@ -1,0 +1,190 @@
+"""The command line: ``python -m actors`` (console script ``actors``).
+
+::
+
+    actors run FILE [--event JSON | --event-file F] [--api module:attribute]
+                    [--context JSON] [--timeout S] [--json] [-q]
+    actors validate FILE
+    actors graph FILE
+
+Exit status: 0 success, 1 the run failed (or timed out), 2 bad input (a missing or
+malformed file, bad JSON in an option, an ``--api`` that cannot be imported).
+Progress and logs go to stderr through structlog; the run's output goes to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import structlog
+
+from actors._cli_run import BadInput, load_api, load_event, load_json_object, load_workflow, run
+from actors._workflow import Workflow
+
+__all__ = ("main", "mermaid")
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    args = _parser().parse_args(argv)
+    configure_logging(json_logs=args.json, quiet=args.quiet)
+    try:
+        status: int = args.handler(args)
+    except BadInput as exc:
+        print(f"actors: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("actors: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return status
+
+
+def configure_logging(*, json_logs: bool, quiet: bool) -> None:
+    """structlog to stderr: JSON lines with ``--json``, else the console renderer."""
+    renderer: Any
+    if json_logs:
+        stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
+        renderer = structlog.processors.JSONRenderer()
+        extra: list[Any] = [structlog.processors.format_exc_info]
+    else:
+        stamp = structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False)
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(), sort_keys=False)
+        extra = []
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, stamp, *extra, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.WARNING if quiet else logging.INFO
+        ),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+
+
+# -- commands ----------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    workflow = load_workflow(args.file)
+    event = load_event(text=args.event, file=args.event_file)
+    context = load_json_object(args.context, option="--context") if args.context else {}
+    for key in ("event", "run"):
+        if key in context:
+            raise BadInput(f"--context: key {key!r} is reserved (the engine sets ctx.{key})")
+    api = load_api(args.api) if args.api else {}
+    if args.timeout is not None and not args.timeout > 0:
+        raise BadInput(f"--timeout: must be a positive number of seconds, got {args.timeout}")
+    result = anyio.run(
+        lambda: run(workflow, event=event, api=api, context=context, timeout=args.timeout)
+    )
+    if result.status == "completed":
+        print(json.dumps(result.output, indent=2, ensure_ascii=False, default=str))
+        return EXIT_OK
+    for name in result.failed_steps:
+        print(f"actors: run failed: {result.steps[name].error}", file=sys.stderr)
+    if result.status == "cancelled":
+        print(f"actors: run cancelled after {args.timeout:g} s (--timeout)", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _validate(args: argparse.Namespace) -> int:
+    workflow = load_workflow(args.file)
+    steps = len(workflow.steps)
+    print(f"ok: {args.file}: workflow {workflow.name!r}, {steps} step{'s' * (steps != 1)}")
+    return EXIT_OK
+
+
+def _graph(args: argparse.Namespace) -> int:
+    print(mermaid(load_workflow(args.file)))
+    return EXIT_OK
+
+
+# -- Mermaid -----------------------------------------------------------------------------
+
+_PLAIN_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MERMAID_KEYWORDS = frozenset(
+    {"end", "graph", "subgraph", "flowchart", "direction", "style", "class", "classdef"}
+    | {"click", "linkstyle", "call", "href"}
+)
+
+
+def mermaid(workflow: Workflow) -> str:
+    """The workflow's DAG as a Mermaid flowchart: ``flowchart TD`` and ``a --> b`` edges.
+
+    Step names that are not plain identifiers (or are Mermaid keywords) get an
+    ``s<n>`` id and their name as a quoted label.
+    """
+    ids = {name: _node_id(name, n) for n, name in enumerate(workflow.steps)}
+    linked = {up for step in workflow.steps.values() for up in step.after}
+    lines = ["flowchart TD"]
+    for name, step in workflow.steps.items():
+        if ids[name] != name:
+            lines.append(f'    {ids[name]}["{_label(name)}"]')
+        elif not step.after and name not in linked:
+            lines.append(f"    {name}")
+    for name, step in workflow.steps.items():
+        lines.extend(f"    {ids[up]} --> {ids[name]}" for up in step.after)
+    return "\n".join(lines)
+
+
+def _node_id(name: str, index: int) -> str:
+    plain = _PLAIN_ID.fullmatch(name) and name.lower() not in _MERMAID_KEYWORDS
+    return name if plain else f"s{index}"
+
+
+def _label(name: str) -> str:
+    for char, entity in (("&", "#amp;"), ('"', "#quot;"), ("<", "#lt;"), (">", "#gt;")):
+        name = name.replace(char, entity)
+    return name
+
+
+# -- the parser --------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="log JSON lines to stderr")
+    common.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    parser = argparse.ArgumentParser(
+        prog="actors",
+        description="Run, check and draw workflows of sandboxed JavaScript steps.",
+        epilog="exit status: 0 ok, 1 the run failed, 2 bad input",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    run_cmd = commands.add_parser("run", parents=[common], help="run a workflow file")
+    run_cmd.add_argument("file", metavar="FILE", help="workflow file (.json or .toml)")
+    event = run_cmd.add_mutually_exclusive_group()
+    event.add_argument("--event", metavar="JSON", help="the trigger event (ctx.event), as JSON")
+    event.add_argument(
+        "--event-file", metavar="F", help="read the event from a JSON (or .toml) file; - is stdin"
+    )
+    run_cmd.add_argument(
+        "--api",
+        metavar="MODULE:ATTR",
+        help="a dict of host functions to expose to the steps, e.g. examples.hosts:API",
+    )
+    run_cmd.add_argument(
+        "--context", metavar="JSON", help='extra ctx entries, e.g. \'{"config": {"x": 1}}\''
+    )
+    run_cmd.add_argument(
+        "--timeout", type=float, metavar="S", help="cancel the run after S seconds (exit 1)"
+    )
+    run_cmd.set_defaults(handler=_run)
+
+    validate = commands.add_parser("validate", parents=[common], help="check a workflow file")
+    validate.add_argument("file", metavar="FILE")
+    validate.set_defaults(handler=_validate)
+
+    graph = commands.add_parser("graph", parents=[common], help="print the DAG as Mermaid")
+    graph.add_argument("file", metavar="FILE")
+    graph.set_defaults(handler=_graph)
+    return parser

@@ -1,0 +1,105 @@
+"""Every example script runs from the repo root, exits 0 and prints its key result."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from actors import Workflow
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+NOT_SCRIPTS = {"__init__.py", "hosts.py"}  # modules the examples import
+
+SEED_RESULT = (
+    "Result: {'sum': 150, 'count': 8, 'event': {'source_a': 'a', 'source_b': 'b', 'user_id': 123}}"
+)
+EXPECTED = {
+    "seed_workflow.py": [SEED_RESULT],
+    "etl.py": [
+        "Loaded 4 rows into daily_revenue for 2024-05-01:",
+        "DE  2 orders  EUR   155.00",
+        "Total EUR 510.50; rejected orders: [1006]",
+    ],
+    "moderation.py": ["p-1   approve", "p-2   review", "p-3   reject", "3 decisions published"],
+    "order_processing.py": [
+        "charge_payment attempt 1 failed: payment gateway timed out (504); retrying in 0.05 s",
+        "fulfilled: charged EUR 114.15 (ch_0001, 2 payment attempts)",
+        "failed at validate: NonRetryableError: line 1: quantity must be a positive integer",
+        "skipped: reserve_inventory, quote_shipping, charge_payment, fulfil",
+    ],
+    "fanout.py": [
+        "8 chunks, 4000 lines, 6 malformed skipped",
+        "up to 4 chunks read at the same time",
+    ],
+    "api_orchestration.py": [
+        "GET  https://api.example.com/loyalty/42  -> 200",
+        "Profile of Ada Lovelace <ada@example.com>",
+        "recommended:   book-number-theory, slide-rule, abacus",
+    ],
+}
+
+
+def run_example(name: str) -> subprocess.CompletedProcess[str]:
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_every_example_script_has_a_test() -> None:
+    scripts = {p.name for p in EXAMPLES.glob("*.py")} - NOT_SCRIPTS
+    assert scripts == set(EXPECTED)
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_runs_and_prints_its_result(name: str) -> None:
+    proc = run_example(name)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for line in EXPECTED[name]:
+        assert line in proc.stdout
+
+
+@pytest.mark.timeout(90)
+def test_seed_example_prints_the_seeds_output_with_fetches_concurrent() -> None:
+    lines = run_example("seed_workflow.py").stdout.splitlines()
+    assert lines[-1] == SEED_RESULT
+    assert set(lines[:2]) == {" → fetch_a", " → fetch_b"}  # both start before either ends
+    assert set(lines[2:4]) == {" ✓ fetch_a", " ✓ fetch_b"}  # in either order
+    assert lines[4:8] == [" → combine", " ✓ combine", " → aggregate", " ✓ aggregate"]
+
+
+@pytest.mark.parametrize(
+    "path", sorted(EXAMPLES.glob("*.toml")) + sorted(EXAMPLES.glob("*.json")), ids=lambda p: p.name
+)
+def test_example_workflow_files_are_valid(path: Path) -> None:
+    workflow = Workflow.from_file(path)
+    assert Workflow.from_dict(workflow.to_dict()).to_dict() == workflow.to_dict()
+
+
+def test_seed_workflow_files_are_the_seed_example_as_data() -> None:
+    spec = importlib.util.spec_from_file_location("seed_example", EXAMPLES / "seed_workflow.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # defines the workflow; main() runs only as a script
+    toml = Workflow.from_file(EXAMPLES / "seed_workflow.toml")
+    assert Workflow.from_file(EXAMPLES / "seed_workflow.json").to_dict() == toml.to_dict()
+    python = module.wf
+    assert list(toml.steps) == list(python.steps)
+    for name, step in toml.steps.items():
+        assert step.js.strip() == python.steps[name].js.strip()
+        assert step.after == python.steps[name].after

@@ -166,7 +166,7 @@ def _check_options(
             raise InvalidOption(f"api.{name}", "must map JS identifiers to callables", value=fn)
     for key in _RESERVED_CONTEXT:
         if key in context:
-            raise InvalidOption(f"context.{key}", "is reserved: the engine sets ctx.{key}")
+            raise InvalidOption(f"context.{key}", f"is reserved: the engine sets ctx.{key}")
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
         raise InvalidOption("timeout", "must be a positive number of seconds", value=timeout)
     if retry is not None and not isinstance(retry, Retry):

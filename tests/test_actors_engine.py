@@ -522,5 +522,6 @@ async def test_many_concurrent_runs_share_one_engine_correctly() -> None:
 def test_reserved_context_keys_are_refused(context: dict[str, Any]) -> None:
     from actors.errors import InvalidOption
 
-    with pytest.raises(InvalidOption):
+    (key,) = context
+    with pytest.raises(InvalidOption, match=f"the engine sets ctx.{key}"):
         Engine(pool=FakeRunner(), context=context)

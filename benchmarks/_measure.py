@@ -1,0 +1,114 @@
+"""Timing one contender on one case: warm-up, repetitions, and a check of the output."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from ._contenders import Contender, Run
+from ._shapes import Shape
+
+__all__ = ("Case", "Sample", "measure")
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """A shape, how often to time it, and how many runs of it go at once."""
+
+    shape: Shape
+    reps: int
+    concurrency: int = 1
+    skip: Mapping[str, str] = field(default_factory=dict)  # contender key -> why not run
+    limit: Mapping[str, int] = field(default_factory=dict)  # contender key -> max concurrency
+
+    @property
+    def title(self) -> str:
+        if self.concurrency > 1:
+            return f"{self.shape.name} x{self.concurrency} concurrent"
+        return self.shape.name if self.shape.n is None else f"{self.shape.name} N={self.shape.n}"
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """The timings (seconds per batch of ``runs`` concurrent runs) of one contender on one case."""
+
+    case: Case
+    contender: Contender
+    times: tuple[float, ...] = ()
+    runs: int = 1
+    note: str | None = None
+
+    @property
+    def measured(self) -> bool:
+        return bool(self.times)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def steps(self) -> int:
+        return self.case.shape.size * self.runs
+
+    @property
+    def per_step(self) -> float:
+        return self.median / self.steps
+
+    @property
+    def runs_per_second(self) -> float:
+        return self.runs / self.median
+
+
+async def _batch(run: Run, runs: int) -> list[Any]:
+    outputs: list[Any] = [None] * runs
+
+    async def one(i: int) -> None:
+        outputs[i] = await run()
+
+    async with anyio.create_task_group() as tg:
+        for i in range(runs):
+            tg.start_soon(one, i)
+    return outputs
+
+
+async def measure(contender: Contender, case: Case, expected: list[Any]) -> Sample:
+    """Time ``case.reps`` batches; ``expected`` holds the first output seen (checked, filled)."""
+    if contender.key in case.skip:
+        return Sample(case, contender, note=case.skip[contender.key])
+    runs = min(case.concurrency, case.limit.get(contender.key, case.concurrency))
+    note = f"capped at {runs} concurrent runs" if runs < case.concurrency else None
+    times = []
+    async with contender.open(case.shape) as run:
+        if contender.warm:
+            _check(case, contender, await _batch(run, runs), expected)
+        for _ in range(case.reps):
+            started = time.perf_counter()
+            outputs = await _batch(run, runs)
+            times.append(time.perf_counter() - started)
+            _check(case, contender, outputs, expected)
+    sample = Sample(case, contender, tuple(times), runs, note)
+    print(
+        f"  {case.title:28} {contender.key:9} median {sample.median * 1e3:10.2f} ms"
+        f"  per step {sample.per_step * 1e3:8.3f} ms",
+        file=sys.stderr,
+        flush=True,
+    )
+    return sample
+
+
+def _check(case: Case, contender: Contender, outputs: list[Any], expected: list[Any]) -> None:
+    """Every contender must compute the same output: they run the same JS."""
+    if not expected:
+        expected.append(outputs[0])
+    for output in outputs:
+        if output != expected[0]:
+            raise RuntimeError(
+                f"{case.title}: {contender.key} returned {output!r:.200}, "
+                f"others {expected[0]!r:.200}"
+            )

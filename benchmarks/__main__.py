@@ -16,6 +16,7 @@ import logging
 import os
 import platform
 import sys
+from contextlib import AsyncExitStack
 from importlib import metadata
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import structlog
 
 from runtime_pool import RuntimePool
 
+from ._breakdown import measure_breakdown
 from ._cases import CPU_STEP_SECONDS, SMOKE_CPU_STEP_SECONDS, Plan, full_plan, smoke_plan
 from ._contenders import Contender, engine_contender, floor_contender, seed_contender
 from ._floor import calibrate_loops
@@ -72,15 +74,14 @@ async def run_benchmark(*, smoke: bool) -> Results:
     cpu_seconds = SMOKE_CPU_STEP_SECONDS if smoke else CPU_STEP_SECONDS
     loops = await calibrate_loops(cpu_seconds)
     plan = smoke_plan(loops) if smoke else full_plan(loops)
-    async with RuntimePool() as default:
-        sizes = [size for size in (1, 2) if size != default.size]
-        async with RuntimePool(size=sizes[0]) as first:
-            pools = {sizes[0]: first}
-            if len(sizes) > 1:
-                async with RuntimePool(size=sizes[1]) as second:
-                    pools[sizes[1]] = second
-                    return await _measure_all(plan, default, pools, load, smoke)
-            return await _measure_all(plan, default, pools, load, smoke)
+    async with AsyncExitStack() as stack:
+        default = await stack.enter_async_context(RuntimePool())
+        pools = {
+            size: await stack.enter_async_context(RuntimePool(size=size))
+            for size in (1, 2)
+            if size != default.size
+        }
+        return await _measure_all(plan, default, pools, load, smoke)
 
 
 async def _measure_all(
@@ -90,8 +91,9 @@ async def _measure_all(
     contenders = [floor_contender(), seed_contender(), *engines]
     samples = await _time_all(plan, contenders)
     footprints = await _footprints(plan, engines)
+    breakdown = await measure_breakdown(pools.get(1, default), runs=100 if smoke else 2000)
     header = _header(plan, default.size, load, smoke)
-    return Results(tuple(samples), tuple(footprints), plan, header)
+    return Results(tuple(samples), tuple(footprints), plan, header, breakdown)
 
 
 def _header(plan: Plan, workers: int, load: float, smoke: bool) -> str:

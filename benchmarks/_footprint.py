@@ -26,6 +26,7 @@ __all__ = ("Footprint", "engine_footprint", "floor_footprint", "seed_footprint")
 
 @dataclass(frozen=True, slots=True)
 class Footprint:
+    key: str  # the contender's key
     label: str
     cores: float  # CPU in cores over the window (this process plus workers)
     host_rss: int  # bytes: this process (or its growth, see note)
@@ -40,7 +41,7 @@ async def floor_footprint(shape: Shape, window: float) -> Footprint:
         grown = rss(os.getpid()) - before
         cores = await idle_cores((os.getpid(),), window)
     note = f"idle {window:g} s with one warm runtime; memory: growth of this process"
-    return Footprint("floor", cores, grown, note=note)
+    return Footprint("floor", "floor (1 warm in-process runtime)", cores, grown, note=note)
 
 
 async def seed_footprint(shape: Shape) -> Footprint:
@@ -63,10 +64,11 @@ async def seed_footprint(shape: Shape) -> Footprint:
         done.set()
     cores = (cpu_seconds((pid,)) - cpu) / (time.perf_counter() - started)
     note = (
-        f"during one {shape.name} run of {shape.size} steps (idle: nothing kept warm); "
+        f"during one {shape.name} N={shape.n} run, {shape.size} steps (idle: nothing kept warm); "
         "memory: peak growth of this process"
     )
-    return Footprint("seed", cores, max(peak - before, 0), note=note)
+    label = "seed-style (fresh Runtime per step)"
+    return Footprint("seed", label, cores, max(peak - before, 0), note=note)
 
 
 async def engine_footprint(contender: Contender, shape: Shape, window: float) -> Footprint:
@@ -76,5 +78,6 @@ async def engine_footprint(contender: Contender, shape: Shape, window: float) ->
         await run()
         workers = pool.worker_pids()
         cores = await idle_cores((os.getpid(), *workers), window)
-    note = f"idle {window:g} s, from the end of a run; this process + {len(workers)} workers"
-    return Footprint(contender.key, cores, rss(os.getpid()), tuple(rss(w) for w in workers), note)
+    note = f"idle {window:g} s from the end of a run: this process + {len(workers)} worker(s)"
+    worker_rss = tuple(rss(w) for w in workers)
+    return Footprint(contender.key, contender.label, cores, rss(os.getpid()), worker_rss, note)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from ._breakdown import Breakdown
 from ._cases import Plan
 from ._footprint import Footprint
 from ._measure import Sample
@@ -21,6 +22,7 @@ class Results:
     footprints: tuple[Footprint, ...]
     plan: Plan
     header: str  # how and where it was measured
+    breakdown: Breakdown
 
     def find(self, title: str, key: str) -> Sample | None:
         for sample in self.samples:
@@ -148,7 +150,7 @@ def targets(results: Results) -> list[tuple[str, str, bool | None]]:
             cpu[0] / cpu[1] >= 1.6 if cpu else None,
         )
     )
-    idle = next((f.cores for f in results.footprints if f.label == ENGINE), None)
+    idle = next((f.cores for f in results.footprints if f.key == ENGINE), None)
     out.append(
         (
             "warm idle engine < 0.05 of a core",
@@ -180,6 +182,18 @@ def _targets_table(results: Results) -> str:
     return "\n".join(rows)
 
 
+def _breakdown_table(b: Breakdown) -> str:
+    rows = [
+        "| one trivial step, sequential | ms |",
+        "|---|---:|",
+        f"| floor: one `call_async` on a warm in-process runtime | {_ms(b.floor)} |",
+        f"| engine scheduling alone (in-process fake runner, chain) | {_ms(b.scheduling)} |",
+        f"| `pool.execute` round trip to 1 worker (wall) | {_ms(b.round_trip)} |",
+    ]
+    rows += [f"| CPU per run, {thread} | {_ms(cpu)} |" for thread, cpu in b.threads]
+    return "\n".join(rows)
+
+
 def markdown(results: Results) -> str:
     cpu = results.plan.cpu_seconds
     return (
@@ -193,6 +207,8 @@ def markdown(results: Results) -> str:
                 _speedup_table(results),
                 "## Idle CPU and resident memory",
                 _footprint_table(results),
+                "## Where a step's time goes",
+                _breakdown_table(results.breakdown),
                 "## Targets (reported, not asserted)",
                 _targets_table(results),
             ]

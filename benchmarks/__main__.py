@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import faulthandler
 import logging
 import os
 import platform
@@ -117,7 +118,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, 1 repetition (CI)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where results go")
+    parser.add_argument(
+        "--give-up-after",
+        type=float,
+        default=1800.0,
+        help="seconds; then dump every thread's stack and exit 1 (jsrun can hang)",
+    )
     args = parser.parse_args()
+    faulthandler.dump_traceback_later(args.give_up_after, exit=True)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     results = anyio.run(lambda: run_benchmark(smoke=args.smoke))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -29,12 +29,18 @@ def _reps(n: int) -> int:
 def full_plan(cpu_loops: int) -> Plan:
     sizes = (10, 30, 100, 1000)
     wide = "not run: a trial fan-out of 100 took ~80 s (100 live runtimes, each spinning a core)"
-    cases = [Case(seed_dag(), 20), Case(seed_dag(), 3, 100, limit={"seed": 20})]
+    dense = "not run: 20 live runtimes per layer, 20 layers"
+    crowd = (
+        "in trials 10 at once took 4-5 s a batch, and at 20 at once 16 of 20 runs failed "
+        "with the guide's 5 s timeout (promise still pending); cancelling the rest then "
+        "hung the process in Runtime.close()"
+    )
+    cases = [Case(seed_dag(), 20), Case(seed_dag(), 3, 100, limit={"seed": (5, crowd)})]
     cases += [Case(chain(n), _reps(n)) for n in sizes]
     cases += [Case(fan_out(n), _reps(n), skip={"seed": wide} if n > 30 else {}) for n in sizes]
     cases += [
         Case(lattice(10, 5), 5),
-        Case(lattice(20, 20), 3, skip={"seed": "not run: 20 live runtimes per layer, 20 layers"}),
+        Case(lattice(20, 20), 3, skip={"seed": dense}),
         Case(cpu_pair(cpu_loops, parallel=False), 3),
         Case(cpu_pair(cpu_loops, parallel=True), 3),
         Case(big_values(3), 5),

@@ -25,7 +25,7 @@ class Case:
     reps: int
     concurrency: int = 1
     skip: Mapping[str, str] = field(default_factory=dict)  # contender key -> why not run
-    limit: Mapping[str, int] = field(default_factory=dict)  # contender key -> max concurrency
+    limit: Mapping[str, tuple[int, str]] = field(default_factory=dict)  # key -> (at most, why)
 
     @property
     def title(self) -> str:
@@ -81,8 +81,10 @@ async def measure(contender: Contender, case: Case, expected: list[Any]) -> Samp
     """Time ``case.reps`` batches; ``expected`` holds the first output seen (checked, filled)."""
     if contender.key in case.skip:
         return Sample(case, contender, note=case.skip[contender.key])
-    runs = min(case.concurrency, case.limit.get(contender.key, case.concurrency))
-    note = f"capped at {runs} concurrent runs" if runs < case.concurrency else None
+    runs, note = case.concurrency, None
+    if contender.key in case.limit:
+        runs, why = case.limit[contender.key]
+        note = f"{runs} concurrent runs, not {case.concurrency}: {why}"
     times = []
     async with contender.open(case.shape) as run:
         if contender.warm:

@@ -31,8 +31,9 @@ from ._cases import CPU_STEP_SECONDS, SMOKE_CPU_STEP_SECONDS, Plan, full_plan, s
 from ._contenders import Contender, engine_contender, floor_contender, seed_contender
 from ._floor import calibrate_loops
 from ._footprint import Footprint, engine_footprint, floor_footprint, seed_footprint
-from ._measure import Sample, measure
+from ._measure import Sample, measure, measure_alternating
 from ._plot import plot
+from ._procfs import rss
 from ._report import ENGINE, Results, markdown
 from ._seed_style import SeedStyleRun
 from ._shapes import fan_out, seed_dag
@@ -56,7 +57,7 @@ async def _time_all(plan: Plan, contenders: list[Contender]) -> list[Sample]:
         expected: list[object] = []
         for contender in contenders:
             samples.append(await measure(contender, case, expected))
-    return samples
+    return samples + await measure_alternating(contenders, plan.cpu_cases)
 
 
 async def _footprints(plan: Plan, engines: list[Contender]) -> list[Footprint]:
@@ -70,7 +71,7 @@ async def _footprints(plan: Plan, engines: list[Contender]) -> list[Footprint]:
 
 
 async def run_benchmark(*, smoke: bool) -> Results:
-    load = os.getloadavg()[0]
+    load, start_rss = os.getloadavg()[0], rss(os.getpid())
     await SeedStyleRun(seed_dag()).run()  # the first jsrun runtime of a process costs extra
     cpu_seconds = SMOKE_CPU_STEP_SECONDS if smoke else CPU_STEP_SECONDS
     loops = await calibrate_loops(cpu_seconds)
@@ -82,22 +83,27 @@ async def run_benchmark(*, smoke: bool) -> Results:
             for size in (1, 2)
             if size != default.size
         }
-        return await _measure_all(plan, default, pools, load, smoke)
+        return await _measure_all(plan, default, pools, (load, start_rss), smoke)
 
 
 async def _measure_all(
-    plan: Plan, default: RuntimePool, pools: dict[int, RuntimePool], load: float, smoke: bool
+    plan: Plan,
+    default: RuntimePool,
+    pools: dict[int, RuntimePool],
+    start: tuple[float, int],
+    smoke: bool,
 ) -> Results:
     engines = _engines(default, pools)
     contenders = [floor_contender(), seed_contender(), *engines]
     samples = await _time_all(plan, contenders)
     footprints = await _footprints(plan, engines)
     breakdown = await measure_breakdown(pools.get(1, default), runs=100 if smoke else 2000)
-    header = _header(plan, default.size, load, smoke)
+    header = _header(default.size, start, smoke)
     return Results(tuple(samples), tuple(footprints), plan, header, breakdown)
 
 
-def _header(plan: Plan, workers: int, load: float, smoke: bool) -> str:
+def _header(workers: int, start: tuple[float, int], smoke: bool) -> str:
+    load, start_rss = start
     today = datetime.date.today().isoformat()
     mode = "--smoke (tiny sizes, 1 repetition: not meaningful)" if smoke else "full run"
     same = " (the same as pool size 2 here, so run once)" if workers == 2 else ""
@@ -110,7 +116,9 @@ def _header(plan: Plan, workers: int, load: float, smoke: bool) -> str:
         "*x floor* = this row's per-step cost / the floor's; *seed-style / this* = the "
         "baseline's per-step cost / this row's. Every contender runs the same JS and must "
         "return the same output. The seed DAG's `fetch_data` answers at once (the guide's "
-        f"0.1 s sleep would hide every cost). The default pool has {workers} workers{same}."
+        f"0.1 s sleep would hide every cost). The default pool has {workers} workers{same}. "
+        f"This process held {start_rss / 2**20:.0f} MB before its first runtime; the floor "
+        "and the seed-style baseline run their runtimes in it, the engine in worker processes."
     )
 
 

@@ -16,6 +16,7 @@ SMOKE_CPU_STEP_SECONDS = 0.02
 @dataclass(frozen=True, slots=True)
 class Plan:
     cases: tuple[Case, ...]
+    cpu_cases: tuple[Case, ...]  # timed taking turns (see measure_alternating)
     sizes: tuple[int, ...]  # the N of the chain and fan-out cases
     cpu_seconds: float  # how long one CPU-heavy step should take
     idle_window: float  # seconds of idleness over which idle CPU is measured
@@ -41,11 +42,9 @@ def full_plan(cpu_loops: int) -> Plan:
     cases += [
         Case(lattice(10, 5), 5),
         Case(lattice(20, 20), 3, skip={"seed": dense}),
-        Case(cpu_pair(cpu_loops, parallel=False), 3),
-        Case(cpu_pair(cpu_loops, parallel=True), 3),
         Case(big_values(3), 5),
     ]
-    return Plan(tuple(cases), sizes, CPU_STEP_SECONDS, 2.0, 10)
+    return Plan(tuple(cases), _cpu_cases(cpu_loops, 5), sizes, CPU_STEP_SECONDS, 2.0, 10)
 
 
 def smoke_plan(cpu_loops: int) -> Plan:
@@ -55,8 +54,13 @@ def smoke_plan(cpu_loops: int) -> Plan:
     cases += [Case(fan_out(n), 1) for n in sizes]
     cases += [
         Case(lattice(3, 3), 1),
-        Case(cpu_pair(cpu_loops, parallel=False), 1),
-        Case(cpu_pair(cpu_loops, parallel=True), 1),
         Case(big_values(1), 1),
     ]
-    return Plan(tuple(cases), sizes, SMOKE_CPU_STEP_SECONDS, 0.2, 3)
+    return Plan(tuple(cases), _cpu_cases(cpu_loops, 1), sizes, SMOKE_CPU_STEP_SECONDS, 0.2, 3)
+
+
+def _cpu_cases(cpu_loops: int, reps: int) -> tuple[Case, ...]:
+    return (
+        Case(cpu_pair(cpu_loops, parallel=False), reps),
+        Case(cpu_pair(cpu_loops, parallel=True), reps),
+    )

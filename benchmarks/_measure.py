@@ -14,7 +14,7 @@ import anyio
 from ._contenders import Contender, Run
 from ._shapes import Shape
 
-__all__ = ("Case", "Sample", "measure")
+__all__ = ("Case", "Sample", "measure", "measure_alternating")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,14 +94,44 @@ async def measure(contender: Contender, case: Case, expected: list[Any]) -> Samp
             outputs = await _batch(run, runs)
             times.append(time.perf_counter() - started)
             _check(case, contender, outputs, expected)
-    sample = Sample(case, contender, tuple(times), runs, note)
+    return _progress(Sample(case, contender, tuple(times), runs, note))
+
+
+def _progress(sample: Sample) -> Sample:
     print(
-        f"  {case.title:28} {contender.key:9} median {sample.median * 1e3:10.2f} ms"
+        f"  {sample.case.title:28} {sample.contender.key:9} median {sample.median * 1e3:10.2f} ms"
         f"  per step {sample.per_step * 1e3:8.3f} ms",
         file=sys.stderr,
         flush=True,
     )
     return sample
+
+
+async def measure_alternating(contenders: list[Contender], cases: tuple[Case, ...]) -> list[Sample]:
+    """Time ``cases`` taking turns: every repetition runs each case once for each contender.
+
+    For cases compared with each other (two CPU-heavy steps in parallel vs in
+    sequence) on a shared, noisy machine: load that comes and goes hits both alike.
+    No warm-up run; each contender is opened afresh for each run (outside the timing).
+    """
+    times: dict[tuple[str, str], list[float]] = {
+        (case.title, c.key): [] for case in cases for c in contenders
+    }
+    expected: dict[str, list[Any]] = {case.title: [] for case in cases}
+    for _ in range(max(case.reps for case in cases)):
+        for contender in contenders:
+            for case in cases:
+                async with contender.open(case.shape) as run:
+                    started = time.perf_counter()
+                    outputs = await _batch(run, 1)
+                    times[case.title, contender.key].append(time.perf_counter() - started)
+                _check(case, contender, outputs, expected[case.title])
+    note = "taking turns with the other CPU case"
+    return [
+        _progress(Sample(case, c, tuple(times[case.title, c.key]), note=note))
+        for case in cases
+        for c in contenders
+    ]
 
 
 def _check(case: Case, contender: Contender, outputs: list[Any], expected: list[Any]) -> None:

@@ -9,7 +9,8 @@ dependencies recursively with ``asyncio.gather``. Results are cached per step so
 step shared by several dependents (a diamond, a fan-out's root) runs once, as the
 guide intends. The guide caches only finished results, so dependents that ask at the
 same time would each run the shared step again; here the in-flight task is cached
-instead, which only makes the baseline faster.
+instead, which only makes the baseline faster. The guide's progress prints are left out.
+The module uses asyncio directly, as the guide does.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class SeedStyleRun:
 
     def _result(self, name: str) -> asyncio.Task[Any]:
         task = self._tasks.get(name)
-        if task is None:
+        if task is None:  # the in-flight task is cached, so a shared step runs once
             task = self._tasks[name] = asyncio.ensure_future(self._execute(name))
         return task
 

@@ -1,0 +1,52 @@
+"""CPU time and resident memory of a process tree, read from ``/proc`` (Linux only)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+
+import anyio
+
+__all__ = ("cpu_seconds", "idle_cores", "peak_rss", "rss")
+
+_TICK = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU seconds used so far by ``pids`` (a vanished pid counts 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return total / _TICK
+
+
+async def idle_cores(pids: tuple[int, ...], window: float) -> float:
+    """CPU used by ``pids`` over ``window`` seconds of doing nothing, in cores."""
+    started_cpu, started = cpu_seconds(pids), time.perf_counter()
+    await anyio.sleep(window)
+    return (cpu_seconds(pids) - started_cpu) / (time.perf_counter() - started)
+
+
+def rss(pid: int) -> int:
+    """Resident memory of ``pid`` in bytes (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except FileNotFoundError:
+        return 0
+
+
+def peak_rss(pid: int) -> int:
+    """The high-water mark of ``pid``'s resident memory (``VmHWM``), in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0

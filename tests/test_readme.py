@@ -16,12 +16,17 @@ PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
 SHELL_BLOCKS = re.findall(r"```sh\n(.*?)```", README, re.S)
 
 
+# Not run here: installs (CI runs them on a fresh machine) and the full benchmark
+# (minutes; CI runs its --smoke form, which is also in the README).
+NOT_RUN_HERE = re.compile(r"venv|pip install|-m benchmarks\s*(#|$)")
+
+
 def shell_commands() -> list[str]:
-    """Logical command lines of the shell blocks, except the venv set-up ones (CI runs those)."""
+    """Logical command lines of the shell blocks, except those NOT_RUN_HERE."""
     commands = []
     for block in SHELL_BLOCKS:
         for command in block.replace("\\\n", " ").splitlines():
-            if command.strip() and "venv" not in command:
+            if command.strip() and not NOT_RUN_HERE.search(command):
                 commands.append(command.strip())
     return commands
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
@@ -106,3 +108,7 @@ if __name__ == "__main__":
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     anyio.run(main, 20 if args.smoke else args.runs)
+    # jsrun can segfault at interpreter exit after in-process async bindings were used
+    # (JSRUN_FACTS.md): everything is printed, so leave without the teardown.
+    sys.stdout.flush()
+    os._exit(0)

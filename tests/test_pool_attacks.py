@@ -12,31 +12,18 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import pytest
 
 from runtime_pool import RuntimePool, errors
+from tests.pool_helpers import assert_pool_works, recorder
 
 pytestmark = pytest.mark.anyio
 
 MiB = 2**20
 GRACE = 0.5  # the issue's bound: ScriptTimeout within timeout + 0.5 s
-
-HostFn = Callable[..., Awaitable[Any]]
-
-
-def recorder() -> tuple[list[list[Any]], HostFn]:
-    """Return (calls, fn): an async host function that appends its arguments to calls."""
-    calls: list[list[Any]] = []
-
-    async def record(*args: Any) -> int:
-        calls.append(list(args))
-        return len(calls)
-
-    return calls, record
 
 
 def small_pool(**options: Any) -> RuntimePool:
@@ -48,13 +35,6 @@ def small_pool(**options: Any) -> RuntimePool:
     }
     limits.update(options)
     return RuntimePool(size=1, **limits)
-
-
-async def assert_pool_works(pool: RuntimePool) -> None:
-    assert await pool.run("return 1 + 1") == 2
-    stats = pool.statistics()
-    assert stats.size == 1
-    assert stats.live == 1
 
 
 # ---- the process-killing one-liners of JSRUN_FACTS.md --------------------------------

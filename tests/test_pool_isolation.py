@@ -8,36 +8,19 @@ proved absent by the list, not by a sleep in the test.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 import pytest
 
 from runtime_pool import RuntimePool, errors
+from tests.pool_helpers import assert_pool_works, recorder
 
 pytestmark = pytest.mark.anyio
-
-HostFn = Callable[..., Awaitable[Any]]
-
-
-def recorder() -> tuple[list[list[Any]], HostFn]:
-    """Return (calls, fn): an async host function that appends its arguments to calls."""
-    calls: list[list[Any]] = []
-
-    async def record(*args: Any) -> int:
-        calls.append(list(args))
-        return len(calls)
-
-    return calls, record
 
 
 def small_pool() -> RuntimePool:
     return RuntimePool(size=1, timeout=5.0)
-
-
-async def assert_pool_works(pool: RuntimePool) -> None:
-    assert await pool.run("return 1 + 1") == 2
 
 
 WAIT_300_MS = "await new Promise((resolve) => setTimeout(resolve, 300));"

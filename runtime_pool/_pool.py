@@ -239,6 +239,8 @@ class RuntimePool:
                 tg.start_soon(process.pump_stderr)
                 tg.start_soon(slot.park_when_idle, self._park_after)
                 await self._read_frames(slot, spawned)
+                with anyio.move_on_after(1.0):  # its last lines may say why it ended
+                    await process.stderr_closed.wait()
                 tg.cancel_scope.cancel()
         finally:
             self._slots.discard(slot)

@@ -45,6 +45,7 @@ class WorkerProcess:
         self._send_lock = anyio.Lock()
         self._max_frame = max_frame
         self.stderr_tail: deque[str] = deque(maxlen=_STDERR_LINES)
+        self.stderr_closed = anyio.Event()
         self.parked = False
 
     @classmethod
@@ -95,6 +96,7 @@ class WorkerProcess:
                 buffer = buffer[-4096:]
         if buffer:
             self.stderr_tail.append(buffer.decode(errors="replace"))
+        self.stderr_closed.set()
 
     def park(self) -> None:
         """Stop the idle worker (SIGSTOP): it uses no CPU until :meth:`unpark`."""

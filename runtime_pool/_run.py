@@ -127,14 +127,10 @@ async def drive_run(slot: Slot, token: int, request: RunRequest, limits: Limits)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
                 slot.dead = True
                 raise WorkerGone from None
-            async with anyio.create_task_group() as calls:
-                async for frame in inbox:
-                    if frame[0]["op"] == "call":
-                        calls.start_soon(_host_call, slot, token, frame, request.api, limits)
-                    else:
-                        result = frame
-                        break
-                calls.cancel_scope.cancel()
+            if request.api:
+                result = await _serve_host_calls(slot, token, inbox, request.api, limits)
+            else:  # no host functions, so the only frame to come is the result
+                result = await _next_frame(inbox)
             if result is None and run.error is None and not slot.dead:
                 await anyio.sleep_forever()  # only the backstop ends this wait
     except WorkerGone:
@@ -155,6 +151,30 @@ async def drive_run(slot: Slot, token: int, request: RunRequest, limits: Limits)
         slot.process.kill()
         raise errors.ScriptTimeout(request.timeout)
     return _outcome(result, time.perf_counter() - started, request, limits)
+
+
+async def _serve_host_calls(
+    slot: Slot,
+    token: int,
+    inbox: MemoryObjectReceiveStream[Frame],
+    api: Mapping[str, Callable[..., Any]],
+    limits: Limits,
+) -> Frame | None:
+    """Run each host call the script makes until its result arrives; then cancel the rest."""
+    async with anyio.create_task_group() as calls:
+        async for frame in inbox:
+            if frame[0]["op"] != "call":
+                calls.cancel_scope.cancel()
+                return frame
+            calls.start_soon(_host_call, slot, token, frame, api, limits)
+    return None
+
+
+async def _next_frame(inbox: MemoryObjectReceiveStream[Frame]) -> Frame | None:
+    try:
+        return await inbox.receive()
+    except anyio.EndOfStream:
+        return None
 
 
 async def _abandon(slot: Slot, token: int, inbox: MemoryObjectReceiveStream[Frame]) -> None:

@@ -228,7 +228,13 @@ class RuntimePool:
                 self._worker_config, max_frame=4 * self.max_value_bytes + 2**20
             )
         except OSError as exc:
-            self._fail_start(errors.RuntimePoolError(f"cannot start a worker: {exc}"))
+            if not self._started.is_set():
+                self._fail_start(errors.RuntimePoolError(f"cannot start a worker: {exc}"))
+                return
+            logger.error("worker_spawn_failed", error=str(exc))
+            await anyio.sleep(_RESPAWN_BACKOFF)
+            assert self._task_group is not None
+            self._task_group.start_soon(self._keep_worker)
             return
         self._spawns += 1
         slot = Slot(process)

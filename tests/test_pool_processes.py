@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 
@@ -223,3 +224,18 @@ async def test_worker_lifecycle_and_limit_breaches_are_logged() -> None:
     assert "worker_recycled" in events
     crash = next(entry for entry in logs if entry["event"] == "worker_crashed")
     assert crash["pid"] == pid and crash["log_level"] == "warning"
+
+
+@pytest.mark.parametrize(
+    ("executable", "message"),
+    [("/nonexistent/python", "cannot start a worker"), ("/bin/false", "worker failed to start")],
+)
+async def test_a_pool_whose_workers_cannot_start_fails_to_open_with_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, executable: str, message: str
+) -> None:
+    monkeypatch.setattr(sys, "executable", executable)
+    pool = RuntimePool(size=1)
+    with pytest.raises(errors.RuntimePoolError, match=message):
+        async with pool:
+            pass
+    assert not pool.is_open

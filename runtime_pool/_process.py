@@ -42,7 +42,7 @@ class WorkerProcess:
         assert process.stdout is not None and process.stdin is not None
         self._stdin = process.stdin
         self._stdout = BufferedByteReceiveStream(process.stdout)
-        self._send_lock = anyio.Lock()
+        self._send_lock = anyio.Lock(fast_acquire=True)  # no scheduling round trip when free
         self._max_frame = max_frame
         self.stderr_tail: deque[str] = deque(maxlen=_STDERR_LINES)
         self.stderr_closed = anyio.Event()

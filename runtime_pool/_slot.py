@@ -83,7 +83,10 @@ class Slot:
         if final:
             self.run = None
         with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            await run.inbox.send((header, payload))
+            try:
+                run.inbox.send_nowait((header, payload))  # the usual case: no extra yield
+            except anyio.WouldBlock:
+                await run.inbox.send((header, payload))
         if final:
             run.inbox.close()
 

@@ -11,6 +11,8 @@ import pytest
 
 from actors import Engine, LifecycleEvent, Retry, RunCompleted, Workflow
 from actors.errors import ScriptFailed, StepTimedOut
+from examples import seed_workflow as seed_example
+from examples.seed_workflow import fetch_data
 from runtime_pool import RuntimePool
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
@@ -24,51 +26,9 @@ class NonRetryableError extends Error {
 """
 
 
-async def fetch_data(source: str) -> list[int]:
-    await anyio.sleep(0.1)
-    return [1, 2, 3, 4, 5] if source == "a" else [10, 20, 30]
-
-
 def seed_workflow() -> Workflow:
-    wf = Workflow("seed")
-
-    @wf.step()
-    def fetch_a() -> None:
-        """
-        // Access event data via ctx
-        const source = ctx.event.source_a || 'foo';
-        return await fetch_data(source);
-        """
-
-    @wf.step()
-    def fetch_b() -> None:
-        """
-        const source = ctx.event.source_b || 'bar';
-        return await fetch_data(source);
-        """
-
-    @wf.step(after=[fetch_a, fetch_b])
-    def combine() -> None:
-        """
-        const a = deps.fetch_a;
-        const b = deps.fetch_b;
-        // Use multiplier from context
-        const multiplier = ctx.config.multiplier;
-        return [...a, ...b].map(x => x * multiplier);
-        """
-
-    @wf.step(after=[combine])
-    def aggregate() -> None:
-        """
-        const data = deps.combine;
-        return {
-        sum: data.reduce((a, b) => a + b, 0),
-        count: data.length,
-        event: ctx.event
-        };
-        """
-
-    return wf
+    """The seed's workflow exactly as the example ships it (its JS is the guide's)."""
+    return seed_example.wf
 
 
 def seed_engine(**kwargs: Any) -> Engine:

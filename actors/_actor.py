@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -170,46 +170,40 @@ class StepActor:
     async def _complete(
         self, value: Any, attempt: int, started: float, logs: tuple[LogEntry, ...]
     ) -> Completed:
-        scope, name = self._scope, self._step.name
-        duration = time.monotonic() - started
-        scope.results[name] = StepResult(
-            name, "completed", result=value, attempts=attempt, duration=duration, logs=logs
-        )
-        del scope.running[name]
-        await scope.emit(
-            StepCompleted(
-                run_id=scope.run_id,
-                workflow=scope.workflow,
-                step=name,
-                attempt=attempt,
-                result=value,
-                duration=duration,
-                logs=logs,
-            )
-        )
-        return Completed(name, value)
+        fields = self._record("completed", attempt, started, logs, result=value)
+        await self._scope.emit(StepCompleted(result=value, **fields))
+        return Completed(self._step.name, value)
 
     async def _fail(
         self, error: StepError, attempt: int, started: float, logs: tuple[LogEntry, ...]
     ) -> Failed:
+        fields = self._record("failed", attempt, started, logs, error=error)
+        await self._scope.emit(StepFailed(error=error, **fields))
+        return Failed(self._step.name, error)
+
+    def _record(
+        self,
+        status: Literal["completed", "failed"],
+        attempt: int,
+        started: float,
+        logs: tuple[LogEntry, ...],
+        **outcome: Any,
+    ) -> dict[str, Any]:
+        """Record the step's final result; return the fields of its lifecycle event."""
         scope, name = self._scope, self._step.name
         duration = time.monotonic() - started
         scope.results[name] = StepResult(
-            name, "failed", error=error, attempts=attempt, duration=duration, logs=logs
+            name, status, attempts=attempt, duration=duration, logs=logs, **outcome
         )
         del scope.running[name]
-        await scope.emit(
-            StepFailed(
-                run_id=scope.run_id,
-                workflow=scope.workflow,
-                step=name,
-                attempt=attempt,
-                error=error,
-                duration=duration,
-                logs=logs,
-            )
-        )
-        return Failed(name, error)
+        return {
+            "run_id": scope.run_id,
+            "workflow": scope.workflow,
+            "step": name,
+            "attempt": attempt,
+            "duration": duration,
+            "logs": logs,
+        }
 
 
 def _status_of(report: Message | None) -> str:

@@ -163,8 +163,14 @@ class RuntimePool:
         globals: Mapping[str, Any] | None = None,
         api: Mapping[str, Callable[..., Any]] | None = None,
         timeout: float | None = None,
+        on_start: Callable[[], object] | None = None,
     ) -> Execution:
-        """Like :meth:`run`, but return the value with the console lines and the duration."""
+        """Like :meth:`run`, but return the value with the console lines and the duration.
+
+        ``on_start`` is called (synchronously) when the script has been handed to a
+        worker: the moment its ``timeout`` starts counting. Waiting for a free worker
+        comes before it and is not part of the timeout.
+        """
         if self._state != "open":
             raise errors.PoolClosed("the pool is not open")
         limit = self.timeout if timeout is None else timeout
@@ -177,7 +183,7 @@ class RuntimePool:
         while True:
             slot = await self._checkout()
             try:
-                return await drive_run(slot, next(self._tokens), request, self._limits)
+                return await drive_run(slot, next(self._tokens), request, self._limits, on_start)
             except WorkerGone:
                 continue  # it died while idle; its replacement is on the way
 

@@ -107,7 +107,13 @@ def encode_value(value: Any, what: str, max_value_bytes: int) -> bytes:
     return data
 
 
-async def drive_run(slot: Slot, token: int, request: RunRequest, limits: Limits) -> Execution:
+async def drive_run(
+    slot: Slot,
+    token: int,
+    request: RunRequest,
+    limits: Limits,
+    on_start: Callable[[], object] | None = None,
+) -> Execution:
     """Send the run to the slot's worker, serve its host calls, and return its outcome."""
     run, inbox = slot.begin_run(token)
     header = {
@@ -127,6 +133,8 @@ async def drive_run(slot: Slot, token: int, request: RunRequest, limits: Limits)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
                 slot.dead = True
                 raise WorkerGone from None
+            if on_start is not None:
+                on_start()
             if request.api:
                 result = await _serve_host_calls(slot, token, inbox, request.api, limits)
             else:  # no host functions, so the only frame to come is the result

@@ -237,3 +237,27 @@ async def test_a_host_call_still_running_when_its_run_ends_is_cancelled(
             await entered.wait()
             await cancelled.wait()
         assert await pool.run("return 1") == 1
+
+
+async def test_on_start_is_called_when_a_worker_takes_the_script_not_while_it_waits() -> None:
+    order: list[str] = []
+    running, release = anyio.Event(), anyio.Event()
+
+    async def hold() -> None:
+        order.append("first running")
+        running.set()
+        await release.wait()
+
+    async with RuntimePool(size=1) as pool, anyio.create_task_group() as tg:
+        tg.start_soon(
+            lambda: pool.execute("await hold()", api={"hold": hold}, on_start=lambda: None)
+        )
+        with anyio.fail_after(10):
+            await running.wait()
+        tg.start_soon(
+            lambda: pool.execute("return 1", on_start=lambda: order.append("second started"))
+        )
+        await anyio.sleep(0.2)  # the second run waits for the only worker meanwhile
+        assert order == ["first running"]
+        release.set()
+    assert order == ["first running", "second started"]

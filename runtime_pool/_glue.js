@@ -279,10 +279,12 @@
   }
 
   // ---- harden: fix the override mistake, then freeze every intrinsic ------------
+  const hidden = [];  // objects the freeze below must reach besides globalThis's
   function enableOverride(obj, prop) {
     const desc = getOwnPropertyDescriptor(obj, prop);
     if (!desc || !("value" in desc) || !desc.configurable) return;
     const value = desc.value;
+    arrayPush(hidden, value);  // now reachable only through the getter
     defineProperty(obj, prop, {
       get: function () { return value; },
       set: function (v) {
@@ -346,26 +348,29 @@
   }
   defineProperty(RegExp, Symbol.species, { get() { return this; }, configurable: true });
 
-  const hidden = [];
-  const reach = [
-    () => getPrototypeOf(async function () {}),
-    () => getPrototypeOf(function* () {}),
-    () => getPrototypeOf(async function* () {}),
-    () => getPrototypeOf((function* () {})()),
-    () => getPrototypeOf((async function* () {})()),
-    () => getPrototypeOf([][Symbol.iterator]()),
-    () => getPrototypeOf(new Map()[Symbol.iterator]()),
-    () => getPrototypeOf(new Set()[Symbol.iterator]()),
-    () => getPrototypeOf(""[Symbol.iterator]()),
-    () => getPrototypeOf("a".matchAll(/a/g)),
-    () => getPrototypeOf([].values().map((x) => x)),
-    () => getPrototypeOf(Iterator.from({ next() { return { done: true }; } })),
-    () => getPrototypeOf(Int8Array),
-    () => getPrototypeOf(new Intl.Segmenter().segment("a")[Symbol.iterator]()),
-    () => getPrototypeOf(G),
+  // Objects only the built-ins hand out (hidden prototypes, the accessor pair
+  // every error owns, %ThrowTypeError%, ...): make one of each here, so the walk
+  // below freezes everything it shares with the ones user code will make.
+  // tests/shared_reach.js explores the built-ins to prove nothing is missing.
+  const produce = [
+    () => [async function () {}, function* () {}, async function* () {}],
+    () => [(function* () {})(), (async function* () {})()],
+    () => [[][Symbol.iterator](), new Map()[Symbol.iterator](), new Set()[Symbol.iterator]()],
+    () => [""[Symbol.iterator](), "a".matchAll(/a/g), /(?<n>a)/d.exec("a")],
+    () => [[].values().map((x) => x), Iterator.from({ next() { return { done: true }; } })],
+    () => {
+      const segments = new Intl.Segmenter().segment("a");
+      return [segments, segments[Symbol.iterator](), segments.containing(0)];
+    },
+    () => [new ErrorCtor(), Error.captureStackTrace({}), new AggregateError([])],
+    () => { try { return [null.x]; } catch (e) { return [e]; } },
+    () => [(function () { return arguments; })(), Function("return arguments")()],
+    () => [Proxy.revocable({}, {}), Promise.withResolvers(), new WeakRef({})],
+    () => [new ReadableStream().getReader()],
+    () => [getPrototypeOf(Int8Array), getPrototypeOf(G)],
   ];
-  for (const f of reach) {
-    try { arrayPush(hidden, f()); } catch (_) { /* not present in this V8 */ }
+  for (const f of produce) {
+    try { arrayPush(hidden, ...f()); } catch (_) { /* not present in this V8 */ }
   }
 
   const seen = new SetCtor();

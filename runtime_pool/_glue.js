@@ -8,8 +8,10 @@
   "use strict";
   const G = globalThis;
   const callAsync = G.__jsrunCallAsync;
+  const sandboxRandom = G.__sandboxRandom;  // from _random.js
+  const MathObject = Math;
   const {
-    freeze, getOwnPropertyDescriptor, getOwnPropertyDescriptors, getPrototypeOf,
+    create, freeze, getOwnPropertyDescriptor, getOwnPropertyDescriptors, getPrototypeOf,
     setPrototypeOf, defineProperty, keys: objectKeys, isExtensible,
   } = Object;
   const ObjectPrototype = Object.prototype;
@@ -262,7 +264,7 @@
   // ---- remove jsrun's raw names, install ours --------------------------------
   for (const name of [
     "__bootstrap", "__jsrunCallSync", "__jsrunCallAsync", "__host_op_sync__",
-    "__host_op_async__", "__jsrun_bind_object", "__jsrun_from_py_stream",
+    "__host_op_async__", "__jsrun_bind_object", "__jsrun_from_py_stream", "__sandboxRandom",
   ]) {
     deleteProperty(G, name);
   }
@@ -445,7 +447,12 @@
       const args = [];
       for (let i = 0; i < globalNames.length; i++) arrayPush(args, inputs[globalNames[i]]);
       for (let i = 0; i < apiNames.length; i++) arrayPush(args, hostFunction(token, apiNames[i]));
-      const fn = compile(code, [...globalNames, ...apiNames]);
+      const names = [...globalNames, ...apiNames];
+      if (!setHas(new SetCtor(names), "Math")) {  // a Math of its own: Math.random per run
+        arrayPush(names, "Math");
+        arrayPush(args, freeze(create(MathObject, { random: { value: freeze(sandboxRandom.fork()) } })));
+      }
+      const fn = compile(code, names);
       const value = await apply(fn, undefined, args);
       outcome = ["ok", toJson(value, "result")];
     } catch (e) {

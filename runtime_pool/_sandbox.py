@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import signal
+import struct
 import sys
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from jsrun import JavaScriptError, Runtime, RuntimeConfig
 from . import _protocol
 
 _GLUE = resources.files(__package__).joinpath("_glue.js").read_text()
+_RANDOM = resources.files(__package__).joinpath("_random.js").read_text()
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _SAMPLE_EVERY = 0.005
 _TERMINATE_GRACE = 0.15
@@ -71,6 +73,7 @@ class _Sandbox:
             )
         )
         op_id = runtime.register_op("host_call", self._host_call, mode="async")
+        runtime.eval(_RANDOM)(list(struct.unpack("8I", os.urandom(32))))  # Math.random's key
         factory = runtime.eval(_GLUE)
         run, finish = factory(
             op_id, c.max_value_bytes, c.max_depth, c.max_log_lines, c.max_log_chars

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+import runtime_pool
 from runtime_pool import RuntimePool
+from tests import xorshift
 from tests.pool_helpers import assert_pool_works
 
 pytestmark = pytest.mark.anyio
@@ -96,3 +98,52 @@ async def test_shared_objects_the_builtins_hand_out_reject_new_state(target: str
         code = f"const t = {target}; try {{ t.stash = 1; }} catch (_) {{}} return t.stash ?? null"
         assert await pool.run(code) is None
         assert await pool.run(f"return ({target}).stash ?? null") is None
+
+
+# ---- 5: Math.random gives nothing away -------------------------------------------------
+
+
+def test_the_predictor_recovers_v8s_generator_from_a_few_values() -> None:
+    """The attack the sandbox must defeat works on the V8 algorithm (and on real V8, see below)."""
+    sequence = xorshift.v8_sequence(0x0123456789ABCDEF, 0xFEDCBA9876543210, 400)
+    predicted = xorshift.predict(sequence[200:206])
+    assert set(sequence[50:350]) <= predicted
+    assert xorshift.predict([0.5, 0.25, 0.125, 0.0625, 0.03125, 0.015625]) == set()
+
+
+SAMPLE = "return Array.from({ length: 12 }, () => RANDOM())"
+
+
+@pytest.mark.parametrize("first", ["Math.random", "globalThis.Math.random"])
+@pytest.mark.parametrize("then", ["Math.random", "globalThis.Math.random"])
+async def test_a_run_cannot_predict_math_random_of_the_runs_before_and_after(
+    first: str, then: str
+) -> None:
+    async with one_worker() as pool:
+        before = await pool.run(SAMPLE.replace("RANDOM", then))
+        mine = await pool.run(SAMPLE.replace("RANDOM", first))
+        after = await pool.run(SAMPLE.replace("RANDOM", then))
+    predicted = xorshift.predict(mine)
+    assert all(0 <= x < 1 for x in mine) and len(set(mine)) == len(mine)
+    assert not predicted & set(before + after)
+
+
+async def test_math_random_in_the_sandbox_is_chacha20() -> None:
+    """RFC 8439, section 2.3.2: the block function's test vector."""
+    source = (Path(runtime_pool.__file__).parent / "_random.js").read_text()
+    code = """
+        const block = (0, eval)(source)(null);
+        const byte = (i) => i | ((i + 1) << 8) | ((i + 2) << 16) | ((i + 3) << 24);
+        const key = Array.from({ length: 8 }, (_, i) => byte(4 * i));
+        const words = block(key, 1, [0x09000000, 0x4a000000, 0], new Array(16));
+        return words.map((w) => w.toString(16).padStart(8, "0"));
+    """
+    async with one_worker() as pool:
+        words = await pool.run(code, globals={"source": source})
+    assert (
+        words
+        == (
+            "e4e7f110 15593bd1 1fdd0f50 c47120a3 c7f4d1c7 0368c033 9aaa2204 4e6cd4c3 "
+            "466482d2 09aa9f07 05d7c214 a2028bd9 d19c12b5 b94e16de e883d0cb 4e3c50a2"
+        ).split()
+    )

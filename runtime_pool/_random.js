@@ -84,9 +84,8 @@
 
   // A Math.random: 53 random bits per double, like V8's own range [0, 1).
   function randomFrom(word) {
-    return function random() {
-      return ((word() >>> 5) * 67108864 + (word() >>> 6)) / 9007199254740992;
-    };
+    const random = () => ((word() >>> 5) * 67108864 + (word() >>> 6)) / 9007199254740992;
+    return random;  // an arrow, like the built-in: no prototype, not a constructor
   }
 
   if (seed === null || seed === undefined) return block;

@@ -9,7 +9,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -19,6 +19,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from . import errors
 from ._results import Execution, LogLine
 from ._slot import Frame, Slot
+from ._threads import HostThreads
 
 __all__ = ("Limits", "RunRequest", "WorkerGone", "drive_run", "prepare_run")
 
@@ -44,6 +45,7 @@ class Limits:
     heap_limit: int
     memory_limit: int
     max_value_bytes: int
+    host_threads: HostThreads = field(default_factory=HostThreads, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +245,7 @@ async def _host_call(
     header, payload = frame
     name = header["name"]
     try:
-        value = await _call(api[name], json.loads(payload))
+        value = await _call(api[name], json.loads(payload), limits.host_threads)
         body = encode_value(value, f"the value returned by {name}()", limits.max_value_bytes)
         kind = "ok"
     except Exception as exc:
@@ -254,12 +256,12 @@ async def _host_call(
         await slot.process.send(reply, body)
 
 
-async def _call(fn: Callable[..., Any], args: list[Any]) -> Any:
+async def _call(fn: Callable[..., Any], args: list[Any], threads: HostThreads) -> Any:
     if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004
     ):
         return await fn(*args)
-    result = await anyio.to_thread.run_sync(functools.partial(fn, *args), abandon_on_cancel=True)
+    result = await threads.run(functools.partial(fn, *args))
     if inspect.isawaitable(result):
         result = await result
     return result

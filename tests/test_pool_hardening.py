@@ -6,13 +6,16 @@ replaced it, so "a later run" below shares whatever the earlier run could leave.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 import runtime_pool
 from runtime_pool import RuntimePool
+from runtime_pool._threads import DEFAULT_HOST_THREADS, HostThreads
 from tests import xorshift
 from tests.pool_helpers import assert_pool_works
 
@@ -147,3 +150,45 @@ async def test_math_random_in_the_sandbox_is_chacha20() -> None:
             "466482d2 09aa9f07 05d7c214 a2028bd9 d19c12b5 b94e16de e883d0cb 4e3c50a2"
         ).split()
     )
+
+
+# ---- 6: threads for sync host functions stay bounded -------------------------------------
+
+
+@pytest.mark.timeout(60)
+async def test_abandoned_sync_host_calls_do_not_pile_up_threads() -> None:
+    release = threading.Event()
+    started = []
+
+    def slow(i: int) -> int:
+        started.append(i)
+        release.wait(20)
+        return i
+
+    before = threading.active_count()
+    try:
+        async with one_worker() as pool:
+            for _ in range(10):
+                code = "for (let i = 0; i < 40; i++) slow(i); return 1"
+                assert await pool.run(code, api={"slow": slow}) == 1
+                assert threading.active_count() - before <= DEFAULT_HOST_THREADS + 2
+            release.set()
+            assert await pool.run("return await slow(7)", api={"slow": slow}) == 7
+    finally:
+        release.set()
+    assert len(started) >= 40  # the abandoned calls did run in threads
+
+
+async def test_a_thread_slot_comes_back_however_its_call_ended() -> None:
+    threads = HostThreads(limit=1)
+    release = threading.Event()
+    with anyio.move_on_after(0.2):  # abandons a running thread: it keeps the only slot
+        await threads.run(lambda: release.wait(20))
+    ran: list[int] = []
+    with anyio.move_on_after(0.2):  # waits for that slot, then gives up
+        await threads.run(lambda: ran.append(1))
+    assert ran == []  # no second thread while the abandoned one runs
+    release.set()
+    with anyio.fail_after(5):  # the abandoned thread handed its slot back when it ended
+        assert await threads.run(lambda: 2) == 2
+        assert await threads.run(lambda: 3) == 3

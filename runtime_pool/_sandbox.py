@@ -62,6 +62,7 @@ class _Sandbox:
         self.stop_reason: str | None = None
         self.runs = 0
         self._runtime, self._run, self._finish = self._create()
+        self._fresh_rss = _rss()
 
     def _create(self) -> tuple[Runtime, Any, Any]:
         c = self._config
@@ -142,7 +143,11 @@ class _Sandbox:
             return True
         stats = self._runtime.get_stats()
         busy = stats.active_timers + stats.active_intervals + stats.active_async_ops
-        return busy > 0 or stats.heap_used_bytes > self._config.heap_limit // 2
+        if busy > 0 or stats.heap_used_bytes > self._config.heap_limit // 2:
+            return True
+        # Memory outside the heap that a run left behind (e.g. a typed array in a
+        # private field stamped on a frozen intrinsic) would count against the next run.
+        return _rss() - self._fresh_rss > self._config.memory_limit // 4
 
     def recycle(self) -> None:
         if self.stop_reason is None:
@@ -151,6 +156,12 @@ class _Sandbox:
         self.stop_reason = None
         self.runs = 0
         self._runtime, self._run, self._finish = self._create()
+        self._fresh_rss = _rss()
+
+
+def _rss() -> int:
+    with open("/proc/self/statm", "rb") as statm:
+        return int(statm.read().split()[1]) * _PAGE
 
 
 class _Worker:

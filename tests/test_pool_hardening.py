@@ -192,3 +192,31 @@ async def test_a_thread_slot_comes_back_however_its_call_ended() -> None:
     with anyio.fail_after(5):  # the abandoned thread handed its slot back when it ended
         assert await threads.run(lambda: 2) == 2
         assert await threads.run(lambda: 3) == 3
+
+
+# ---- 4: memory a run leaves behind does not count against the next run ---------------------
+
+STAMP = """
+class Base { constructor() { return TARGET; } }
+class Stamp extends Base { #kept = BIG; }
+new Stamp();
+return 1;
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("target", ["Object.prototype", "Math", "globalThis"])
+@pytest.mark.parametrize(
+    "big",
+    [
+        "new Uint8Array(420 * 2**20).fill(1)",
+        "new Uint8Array(new WebAssembly.Memory({ initial: 6720 }).buffer).fill(1)",
+    ],
+)
+async def test_memory_stamped_on_a_shared_object_does_not_fail_the_next_run(
+    target: str, big: str
+) -> None:
+    async with one_worker(memory_limit=512 * MiB) as pool:
+        assert await pool.run(STAMP.replace("TARGET", target).replace("BIG", big)) == 1
+        assert await pool.run("new Uint8Array(60 * 2**20).fill(1); return 2") == 2
+        await assert_pool_works(pool)

@@ -69,12 +69,12 @@
     const keys = [];  // the path to the value being copied, for error messages
     const slot = { value: undefined, enumerable: true, writable: true, configurable: true };
     let budget = maxValueChars;
-    const where = () => {
+    const where = () => {  // at most ~1000 characters, however long the keys
       let text = "$";
-      for (let i = 0; i < keys.length; i++) {
-        text += typeof keys[i] === "number" ? `[${keys[i]}]` : keys[i];
+      for (let i = 0; i < keys.length && text.length <= 1000; i++) {
+        text += typeof keys[i] === "number" ? `[${keys[i]}]` : safeString(keys[i], 64);
       }
-      return text;
+      return safeString(text, 1000);
     };
     const tooLarge = () => reject("too_large", `${what} is larger than ${maxValueChars} characters`);
     function copy(v, depth) {
@@ -456,7 +456,7 @@
       const value = await apply(fn, undefined, args);
       outcome = ["ok", toJson(value, "result")];
     } catch (e) {
-      if (e instanceof BoundaryError && e.kind === "too_large") outcome = ["too_large", e.message];
+      if (e instanceof BoundaryError && e.kind === "too_large") outcome = ["too_large", safeString(e.message, 8192)];
       else outcome = ["error", stringify(describeError(e))];
     }
     return outcome;

@@ -11,10 +11,26 @@ import json
 import struct
 from typing import Any
 
-__all__ = ("PREFIX_SIZE", "decode_header", "decode_prefix", "encode")
+__all__ = (
+    "MAX_MESSAGE",
+    "MAX_STACK",
+    "PREFIX_SIZE",
+    "clip",
+    "decode_header",
+    "decode_prefix",
+    "encode",
+)
 
 _PREFIX = struct.Struct("!II")
 PREFIX_SIZE = _PREFIX.size
+MAX_MESSAGE = 8192  # characters of an error message crossing the boundary (as in _glue.js)
+MAX_STACK = 16384
+_MARKER = "...[truncated]"
+
+
+def clip(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` cut to ``limit`` characters, with a marker when it was cut."""
+    return text if len(text) <= limit else text[:limit] + _MARKER
 
 
 def encode(header: dict[str, Any], payload: bytes = b"") -> bytes:

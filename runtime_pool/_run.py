@@ -16,7 +16,7 @@ import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from . import errors
+from . import _protocol, errors
 from ._results import Execution, LogLine
 from ._slot import Frame, Slot
 from ._threads import HostThreads
@@ -223,10 +223,12 @@ def _error(
     kind: str, header: dict[str, Any], request: RunRequest, limits: Limits
 ) -> errors.RuntimePoolError:
     detail: Any = header.get("detail")
+    clip = _protocol.clip
     if kind == "error":
-        return errors.ScriptError(detail["name"], detail["message"], detail["stack"] or None)
+        stack = detail["stack"] and clip(detail["stack"], _protocol.MAX_STACK)
+        return errors.ScriptError(clip(detail["name"], 200), clip(detail["message"]), stack or None)
     if kind == "too_large":
-        return errors.ValueTooLarge(str(detail), limit=limits.max_value_bytes)
+        return errors.ValueTooLarge(clip(str(detail)), limit=limits.max_value_bytes)
     if kind == "timeout":
         error: errors.RuntimePoolError = errors.ScriptTimeout(request.timeout)
     elif kind == "heap":
@@ -234,7 +236,7 @@ def _error(
     elif kind == "memory":
         error = errors.MemoryLimitExceeded(limits.memory_limit, header.get("memory"))
     else:
-        return errors.SandboxCrashed(f"the runtime failed: {detail}")
+        return errors.SandboxCrashed(f"the runtime failed: {clip(str(detail))}")
     logger.warning("limit_exceeded", kind=kind, error=str(error))
     return error
 
@@ -249,8 +251,8 @@ async def _host_call(
         body = encode_value(value, f"the value returned by {name}()", limits.max_value_bytes)
         kind = "ok"
     except Exception as exc:
-        kind, body = "error", (str(exc) or f"{name}() failed").encode()
-        logger.info("host_call_failed", function=name, error=repr(exc))
+        kind, body = "error", _protocol.clip(str(exc) or f"{name}() failed").encode()
+        logger.info("host_call_failed", function=name, error=_protocol.clip(repr(exc)))
     reply = {"op": "reply", "id": token, "call": header["call"], "kind": kind}
     with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
         await slot.process.send(reply, body)

@@ -111,15 +111,19 @@ class _Sandbox:
 
     def _failed(self, exc: Exception) -> tuple[str, Any, str, bool]:
         if self.stop_reason is not None:
-            return self.stop_reason, str(exc), "[]", False
+            return self.stop_reason, _protocol.clip(str(exc)), "[]", False
         if self._alive() and isinstance(exc, JavaScriptError):
             # An error that escaped the run's own promise: an unhandled rejection or
             # a throwing timer callback. The script failed; the runtime is replaced.
             logs, _ = self._finish()
-            detail = {"name": exc.name or "Error", "message": exc.message or "", "stack": exc.stack}
+            detail = {
+                "name": _protocol.clip(exc.name or "Error", 200),
+                "message": _protocol.clip(exc.message or ""),
+                "stack": exc.stack and _protocol.clip(exc.stack, _protocol.MAX_STACK),
+            }
             return "error", json.dumps(detail), logs, False
         self.stop_reason = "heap" if self._heap_exhausted(exc) else "crashed"
-        return self.stop_reason, str(exc), "[]", False
+        return self.stop_reason, _protocol.clip(str(exc)), "[]", False
 
     def _alive(self) -> bool:
         try:

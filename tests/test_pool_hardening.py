@@ -12,9 +12,10 @@ from typing import Any
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 import runtime_pool
-from runtime_pool import RuntimePool
+from runtime_pool import RuntimePool, errors
 from runtime_pool._threads import DEFAULT_HOST_THREADS, HostThreads
 from tests import xorshift
 from tests.pool_helpers import assert_pool_works
@@ -220,3 +221,36 @@ async def test_memory_stamped_on_a_shared_object_does_not_fail_the_next_run(
         assert await pool.run(STAMP.replace("TARGET", target).replace("BIG", big)) == 1
         assert await pool.run("new Uint8Array(60 * 2**20).fill(1); return 2") == 2
         await assert_pool_works(pool)
+
+
+# ---- 7: messages crossing the boundary are bounded ---------------------------------------
+
+BIG_TEXT = [  # (script, error, max_value_bytes); the frame cap is 4 * max_value_bytes + 1 MiB
+    ("Promise.reject(new Error('x'.repeat(15 * MiB))); await new Promise(() => {})", 1),
+    ("setTimeout(() => { throw new Error('x'.repeat(15 * MiB)) }); await new Promise(() => {})", 1),
+    ("throw 'x'.repeat(15 * MiB)", 1),
+    ("return await fail()", 1),
+    ("return { ['k'.repeat(900_000)]: () => 1 }", 1),
+    ("const o = {}; o['k'.repeat(7 * MiB)] = o; return o", 8),
+    ("let o = 1; for (let i = 0; i < 120; i++) o = { ['k'.repeat(40000)]: o }; return o", 8),
+]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("code", "max_mib"), BIG_TEXT)
+async def test_huge_error_messages_are_truncated_with_a_marker(code: str, max_mib: int) -> None:
+    def fail() -> None:
+        raise ValueError("y" * 15 * MiB)
+
+    async with one_worker(max_value_bytes=max_mib * MiB) as pool:
+        with (
+            capture_logs() as logs,
+            pytest.raises((errors.ScriptError, errors.ValueTooLarge)) as raised,
+        ):
+            await pool.run(code, globals={"MiB": MiB}, api={"fail": fail})
+        await assert_pool_works(pool)
+    error = raised.value
+    assert len(str(error)) <= 8192 + 100
+    assert "[truncated]" in str(error)
+    assert len(getattr(error, "stack", None) or "") <= 16384 + 100
+    assert all(len(repr(line)) <= 20_000 for line in logs)

@@ -14,7 +14,7 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup
 
-from . import errors
+from . import _protocol, errors
 from ._process import WorkerProcess
 from ._results import Execution, PoolStatistics
 from ._run import Limits, WorkerGone, drive_run, prepare_run
@@ -88,6 +88,7 @@ class RuntimePool:
             "max_runs": max_runs_per_runtime,
         }
         self._limits = Limits(heap_limit, memory_limit, max_value_bytes)
+        self._max_frame = _protocol.frame_limit(max_value_bytes, max_log_chars, max_log_lines)
         self._slots: set[Slot] = set()
         self._idle: list[Slot] = []
         self._waiters: deque[Waiter] = deque()
@@ -230,9 +231,7 @@ class RuntimePool:
     async def _keep_worker(self) -> None:
         """Own one worker process for its whole life; replace it when it dies."""
         try:
-            process = await WorkerProcess.spawn(
-                self._worker_config, max_frame=4 * self.max_value_bytes + 2**20
-            )
+            process = await WorkerProcess.spawn(self._worker_config, max_frame=self._max_frame)
         except OSError as exc:
             if not self._started.is_set():
                 self._fail_start(errors.RuntimePoolError(f"cannot start a worker: {exc}"))

@@ -69,7 +69,9 @@ class _Sandbox:
         runtime = Runtime(
             RuntimeConfig(
                 max_heap_size=c.heap_limit,
-                max_serialization_bytes=4 * c.max_value_bytes + 2**20,
+                max_serialization_bytes=_protocol.frame_limit(
+                    c.max_value_bytes, c.max_log_chars, c.max_log_lines
+                ),
                 max_serialization_depth=16,
             )
         )

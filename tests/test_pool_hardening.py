@@ -254,3 +254,29 @@ async def test_huge_error_messages_are_truncated_with_a_marker(code: str, max_mi
     assert "[truncated]" in str(error)
     assert len(getattr(error, "stack", None) or "") <= 16384 + 100
     assert all(len(repr(line)) <= 20_000 for line in logs)
+
+
+OVERSIZE = [  # values whose bytes outgrow their characters, and escaped console output
+    ("return '\\u0800'.repeat(1_000_000)", errors.ValueTooLarge),
+    ("return ['\\ud800'.repeat(150_000)]", None),
+    ("return await echo('\\u0800'.repeat(1_000_000))", errors.ScriptError),
+    ("console.log('\\x01'.repeat(4e6)); return 1", None),
+    ("for (let i = 0; i < 60000; i++) console.log('\\x01'.repeat(60)); return 1", None),
+]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("code", "error"), OVERSIZE)
+async def test_oversize_output_is_an_error_never_a_crash(code: str, error: type | None) -> None:
+    async def echo(text: str) -> str:
+        return text
+
+    options = {"max_log_chars": 8 * MiB, "max_log_lines": 100_000, "max_value_bytes": 1 * MiB}
+    async with one_worker(**options) as pool:
+        if error is None:
+            assert await pool.run(code, api={"echo": echo}) is not None
+        else:
+            with pytest.raises(error):
+                await pool.run(code, api={"echo": echo})
+        await assert_pool_works(pool)
+        assert pool.statistics().crashes == 0

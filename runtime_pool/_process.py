@@ -92,10 +92,10 @@ class WorkerProcess:
             async for chunk in self._process.stderr:
                 *lines, buffer = (buffer + chunk).split(b"\n")
                 for line in lines:
-                    self.stderr_tail.append(line.decode(errors="replace"))
+                    self.stderr_tail.append(_line(line))
                 buffer = buffer[-4096:]
         if buffer:
-            self.stderr_tail.append(buffer.decode(errors="replace"))
+            self.stderr_tail.append(_line(buffer))
         self.stderr_closed.set()
 
     def park(self) -> None:
@@ -135,3 +135,8 @@ class WorkerProcess:
                 self.kill()
                 await self._process.wait()
             await self._process.aclose()
+
+
+def _line(raw: bytes) -> str:
+    """One stderr line as kept for crash reports and logs: at most ~1000 characters."""
+    return _protocol.clip(raw.decode(errors="replace"), 1000)

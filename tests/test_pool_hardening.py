@@ -15,6 +15,7 @@ import pytest
 from structlog.testing import capture_logs
 
 import runtime_pool
+from actors import Engine, Workflow
 from runtime_pool import RuntimePool, errors
 from runtime_pool._threads import DEFAULT_HOST_THREADS, HostThreads
 from tests import xorshift
@@ -280,3 +281,18 @@ async def test_oversize_output_is_an_error_never_a_crash(code: str, error: type 
                 await pool.run(code, api={"echo": echo})
         await assert_pool_works(pool)
         assert pool.statistics().crashes == 0
+
+
+async def test_one_tenants_workflow_cannot_read_anothers_deps_through_the_engine() -> None:
+    """The issue's repro with the default isolation, through ``actors.Engine``."""
+    attacker, victim, collector = Workflow("plant"), Workflow("cards"), Workflow("collect")
+    attacker.add_step("plant", js=STEAL)
+    victim.add_step("load", js=f"return {{ text: {CARD!r} }};")
+    victim.add_step("words", js=VICTIM.replace("deps.text", "deps.load.text"), after=["load"])
+    collector.add_step("collect", js=COLLECT)
+    async with Engine(pool=one_worker()) as engine:
+        assert (await engine.run(attacker)).output == "planted"
+        assert (await engine.run(victim)).status == "completed"
+        stolen = await engine.run(collector)
+    assert stolen.status == "completed"
+    assert CARD not in repr(stolen.output)

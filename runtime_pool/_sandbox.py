@@ -282,9 +282,20 @@ class _Worker:
         rss = int(os.pread(self._statm, 128, 0).split()[1]) * _PAGE
         self._peak = max(self._peak, rss)
         if rss > self._config.memory_limit:
-            self._sandbox.stop("memory")
-            return
+            self._breach()
         self._sampler = asyncio.get_running_loop().call_later(_SAMPLE_EVERY, self._sample)
+
+    def _breach(self) -> None:
+        """Answer MemoryLimitExceeded and exit at once.
+
+        A breached runtime retires anyway, and terminate() cannot stop a native
+        call already running (one huge ``fill``): waiting for it let memory grow
+        to ~2x the limit. Exiting now bounds the overshoot to one sampling period.
+        """
+        result: dict[str, Any] = {"op": "result", "id": self._token, "kind": "memory", "logs": []}
+        result.update(duration=0.0, ready=False, retire=True, memory=self._peak)
+        self._send(result)
+        os._exit(0)
 
 
 def _die_with_parent(parent: int) -> None:

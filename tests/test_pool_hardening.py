@@ -6,6 +6,7 @@ replaced it, so "a later run" below shares whatever the earlier run could leave.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from actors import Engine, Workflow
 from runtime_pool import RuntimePool, errors
 from runtime_pool._threads import DEFAULT_HOST_THREADS, HostThreads
 from tests import xorshift
+from tests.conftest import worker_children
 from tests.pool_helpers import assert_pool_works
 
 pytestmark = pytest.mark.anyio
@@ -296,3 +298,40 @@ async def test_one_tenants_workflow_cannot_read_anothers_deps_through_the_engine
         stolen = await engine.run(collector)
     assert stolen.status == "completed"
     assert CARD not in repr(stolen.output)
+
+
+# ---- 9: one huge native fill overshoots the memory limit by one sampling period at most ----
+
+
+def high_water_mark(pid: int) -> int:
+    """The most resident memory the process has had (bytes; /proc keeps it until it exits)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    if "VmHWM:" not in status:
+        raise OSError("the process has exited")  # a zombie has no memory figures
+    return int(status.split("VmHWM:")[1].split()[0]) * 1024
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("size", ["512 * 2**20", "2**31"])
+async def test_one_huge_fill_barely_overshoots_the_memory_limit(size: str) -> None:
+    async with one_worker(memory_limit=256 * MiB) as pool:
+        await pool.run("return 1")
+        (pid,) = worker_children()
+        peak = 0
+
+        async def watch() -> None:
+            nonlocal peak
+            with contextlib.suppress(OSError):
+                while True:
+                    peak = max(peak, high_water_mark(pid))
+                    await anyio.sleep(0.001)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watch)
+            with pytest.raises(errors.MemoryLimitExceeded) as raised:
+                await pool.run(f"new Uint8Array({size}).fill(1); return 1")
+            tg.cancel_scope.cancel()
+        await assert_pool_works(pool)
+    assert raised.value.used is not None
+    assert 256 * MiB < raised.value.used <= (256 + 48) * MiB  # the worker's own reading
+    assert peak <= (256 + 48) * MiB  # and what /proc saw from outside, until the worker exited

@@ -364,7 +364,11 @@
       const segments = new Intl.Segmenter().segment("a");
       return [segments, segments[Symbol.iterator](), segments.containing(0)];
     },
-    () => [new ErrorCtor(), Error.captureStackTrace({}), new AggregateError([])],
+    () => {
+      const traced = {};
+      Error.captureStackTrace(traced);
+      return [new ErrorCtor(), traced, new AggregateError([])];
+    },
     () => { try { return [null.x]; } catch (e) { return [e]; } },
     () => [(function () { return arguments; })(), Function("return arguments")()],
     () => [Proxy.revocable({}, {}), Promise.withResolvers(), new WeakRef({})],

@@ -46,6 +46,42 @@ async def test_nothing_the_builtins_hand_out_is_shared_and_mutable() -> None:
     assert report["offenders"] == []
 
 
+ORDINARY = """
+const stream = new ReadableStream({ start(c) { c.enqueue(1); c.enqueue(2); c.close(); } });
+const reader = stream.getReader();
+const read = [];
+for (;;) {
+  const { value, done } = await reader.read();
+  if (done) break;
+  read.push(value);
+}
+const words = [...new Intl.Segmenter("en", { granularity: "word" }).segment("a b")];
+function* two() { yield 1; yield 2; }
+const error = new Error("x");
+error.stack = "mine";
+class Counter { #n = 1; get n() { return this.#n; } }
+const traced = {};
+Error.captureStackTrace(traced);
+return [
+  read, words.map((w) => w.segment), [...two()], error.stack, new Counter().n,
+  [1, 2].values().map((x) => x * 2).toArray(), typeof traced.stack,
+];
+"""
+
+
+async def test_ordinary_code_still_works_with_what_the_glue_froze() -> None:
+    async with one_worker() as pool:
+        assert await pool.run(ORDINARY) == [
+            [1, 2],
+            ["a", " ", "b"],
+            [1, 2],
+            "mine",
+            1,
+            [2, 4],
+            "string",
+        ]
+
+
 STEAL = """
 const found = [];
 try {

@@ -72,7 +72,7 @@ async def test_a_worker_killed_mid_run_fails_only_that_run_and_is_replaced() -> 
         except errors.RuntimePoolError as exc:
             outcomes["doomed"] = exc
 
-    async with RuntimePool(size=2) as pool:
+    async with RuntimePool(size=2, concurrency=1) as pool:  # one run per worker
         async with anyio.create_task_group() as tg:
             tg.start_soon(survivor, pool)
             await survivor_started.wait()

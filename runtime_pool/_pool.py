@@ -26,7 +26,7 @@ logger = structlog.get_logger(__name__)
 
 Isolation = Literal["reuse", "fresh"]
 _RESPAWN_BACKOFF = 1.0
-DEFAULT_CONCURRENCY = 32
+DEFAULT_CONCURRENCY = 64  # measured: see docs/sandbox.md "Many runs per worker"
 
 
 def _usable_cores() -> int:

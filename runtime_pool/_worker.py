@@ -27,7 +27,7 @@ __all__ = ("Worker",)
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _SAMPLE_EVERY = 0.005
 _PROBE_GRACE = 0.1  # a run past its deadline that the JS does not abandon in this time
-_STOP_GRACE = 0.1  # time for the dispatch loop to return when asked to stop
+_STOP_GRACE = 0.5  # time for the dispatch loop to return when asked to stop
 _IDLE_CHECK = 0.005  # a worker with no run in flight this long checks its runtime
 
 

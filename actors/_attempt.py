@@ -14,6 +14,7 @@ import anyio
 from actors._log import get_logger
 from actors._runner import ExecutionLike, LogEntry, StepRunner
 from actors._stack import script_failed
+from actors._values import first_non_json
 from actors.errors import SandboxFailed, StepError, StepTimedOut
 from runtime_pool import errors as pool_errors
 
@@ -66,7 +67,27 @@ async def run_attempt(
     except Exception as exc:
         logs = tuple(getattr(exc, "logs", ()) or ())
         failure = translate_error(exc, step=step, attempt=attempt, js=js, api=api)
+        if isinstance(exc, pool_errors.InvalidValue):
+            failure = name_the_value(failure, globals)
         return AttemptFailed(failure, logs)
+
+
+def name_the_value(error: StepError, globals: Mapping[str, Any]) -> StepError:
+    """Say which input the sandbox refused (``ctx.event.when: a datetime is not ...``)."""
+    for name, value in globals.items():
+        found = first_non_json(value, name)
+        if found is not None:
+            path, reason = found
+            message = f"{path}: {reason} (the sandbox takes JSON-like data only)"
+            return SandboxFailed(
+                error.step,
+                error.name,
+                message,
+                attempt=error.attempt,
+                retryable=False,
+                cause=error.cause,
+            )
+    return error
 
 
 def translate_error(

@@ -87,14 +87,31 @@ def script_failed(
     if stack:
         mapped = map_stack(stack, step=step, host_functions=host_functions)
         stack, line, column = mapped.stack, mapped.line, mapped.column
+    text = source_line(js, line)
     return ScriptFailed(
         step,
         exc.name,
-        exc.message,
+        _explain(exc.name, exc.message, text, host_functions),
         attempt=attempt,
         stack=stack,
         cause=exc,
         line=line,
         column=column,
-        source_line=source_line(js, line),
+        source_line=text,
     )
+
+
+_NOT_DEFINED = re.compile(r"^(?P<name>[\w$]+) is not defined$")
+
+
+def _explain(name: str, message: str, line: str | None, host_functions: Collection[str]) -> str:
+    """Say so when a ReferenceError is a call to a host function the engine lacks."""
+    missing = _NOT_DEFINED.match(message) if name == "ReferenceError" else None
+    if (
+        missing is None
+        or line is None
+        or not re.search(rf"\b{re.escape(missing['name'])}\s*\(", line)
+    ):
+        return message
+    known = ", ".join(sorted(host_functions)) or "none"
+    return f"{message} (no host function {missing['name']!r} in the engine's api; it has: {known})"

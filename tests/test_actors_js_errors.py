@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -9,6 +10,7 @@ import pytest
 
 from actors import Engine, Retry, Workflow
 from actors._stack import WRAPPER_LINES, map_stack, source_line
+from actors._values import first_non_json
 from actors.errors import ScriptFailed
 from runtime_pool import RuntimePool
 
@@ -70,13 +72,15 @@ def test_source_line_is_one_based_and_bounded() -> None:
 # -- real failing steps on the real pool ---------------------------------------------------
 
 
-async def run_steps(steps: dict[str, str], *, attempts: int = 3, **api: Any) -> Any:
+async def run_steps(
+    steps: dict[str, str], *, attempts: int = 3, event: Any = None, **api: Any
+) -> Any:
     wf = Workflow("errors")
     for name, js in steps.items():
         wf.add_step(name, js=js, retry=Retry(attempts=attempts, delay=0.01))
     async with RuntimePool(size=1) as pool, Engine(pool=pool, api=api) as engine:
         with anyio.fail_after(20):
-            return await engine.run(wf, event={})
+            return await engine.run(wf, event=event)
 
 
 @pytest.mark.anyio
@@ -106,6 +110,29 @@ async def test_syntax_and_reference_errors_are_not_retried() -> None:
     syntax, missing = result.steps["syntax"], result.steps["missing_host"]
     assert syntax.error is not None and syntax.error.name == "SyntaxError"
     assert missing.error is not None and missing.error.name == "ReferenceError"
-    assert "send_mail" in missing.error.message and missing.error.line == 1
+    assert missing.error.message == (
+        "send_mail is not defined (no host function 'send_mail' in the engine's api; it has: none)"
+    )
+    assert missing.error.line == 1
     assert not syntax.error.retryable and not missing.error.retryable
     assert syntax.attempts == missing.attempts == 1
+
+
+def test_first_non_json_names_the_path_and_the_type() -> None:
+    when = datetime(2024, 5, 1, tzinfo=UTC)
+    assert first_non_json({"event": {"a": [1, {"when": when}]}}, "ctx") == (
+        "ctx.event.a[1].when",
+        "a datetime is not JSON-like data",
+    )
+    assert first_non_json({"x": float("nan")}, "deps") == ("deps.x", "nan is not a finite number")
+    assert first_non_json({"ok": [1, "a", None, 2.5, True]}, "ctx") is None
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(40)
+async def test_a_host_value_the_sandbox_cannot_take_is_named() -> None:
+    event = {"order": {"when": datetime(2024, 5, 1, tzinfo=UTC)}}
+    result = await run_steps({"a": "return ctx.event.order.when;"}, event=event)
+    error = result.steps["a"].error
+    assert error is not None and error.name == "InvalidValue" and not error.retryable
+    assert error.message.startswith("ctx.event.order.when: a datetime is not JSON-like data")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -15,14 +16,25 @@ from actors.testing import FakeRunner, FakeScript
 pytestmark = pytest.mark.anyio
 
 
-def gated_runner(gate: anyio.Event, started: anyio.Event | None = None) -> FakeRunner:
-    async def wait(s: FakeScript) -> Any:
-        if started is not None:
-            started.set()
-        await gate.wait()
-        return s.ctx["event"]
+@dataclass
+class Gated:
+    """A workflow whose one step ``wait`` runs until ``gate`` is set, on a fake runner."""
 
-    return FakeRunner({"wait": wait})
+    gate: anyio.Event = field(default_factory=anyio.Event)
+    started: anyio.Event = field(default_factory=anyio.Event)
+    wf: Workflow = field(default_factory=lambda: Workflow("gated"))
+
+    def __post_init__(self) -> None:
+        self.wf.add_step("wait", js="wait")
+
+    @property
+    def runner(self) -> FakeRunner:
+        async def wait(s: FakeScript) -> Any:
+            self.started.set()
+            await self.gate.wait()
+            return s.ctx["event"]
+
+        return FakeRunner({"wait": wait})
 
 
 def echo_workflow(name: str = "echo") -> Workflow:
@@ -52,11 +64,9 @@ async def test_publish_returns_the_handles_of_the_runs_it_started() -> None:
 
 
 async def test_a_handle_from_publish_cancels_its_run() -> None:
-    gate = anyio.Event()
-    wf = Workflow("gated")
-    wf.add_step("wait", js="wait")
-    async with Engine(pool=gated_runner(gate)) as engine:
-        engine.on("job", wf)
+    g = Gated()
+    async with Engine(pool=g.runner) as engine:
+        engine.on("job", g.wf)
         (handle,) = await engine.bus.publish("job", {})
         with anyio.fail_after(2):
             result = await handle.cancel()
@@ -99,13 +109,11 @@ async def test_a_trigger_registered_before_start_serves_then_stops_with_the_engi
 
 
 async def test_run_with_a_timeout_cancels_the_run_and_names_why() -> None:
-    gate = anyio.Event()
-    wf = Workflow("gated")
-    wf.add_step("wait", js="wait")
-    wf.add_step("after", js="return 1;", after=["wait"])
-    async with Engine(pool=gated_runner(gate)) as engine:
+    g = Gated()
+    g.wf.add_step("after", js="return 1;", after=["wait"])
+    async with Engine(pool=g.runner) as engine:
         with anyio.fail_after(5):
-            result = await engine.run(wf, event={}, timeout=0.2)
+            result = await engine.run(g.wf, event={}, timeout=0.2)
     assert result.status == "cancelled"
     assert result.steps["wait"].status == "cancelled"
     assert result.steps["wait"].reason == "run timed out after 0.2 s while running"
@@ -130,16 +138,14 @@ async def test_run_rejects_a_bad_timeout(timeout: Any) -> None:
 
 
 async def test_drain_lets_runs_in_flight_finish_on_exit() -> None:
-    gate, started = anyio.Event(), anyio.Event()
-    wf = Workflow("gated")
-    wf.add_step("wait", js="wait")
-    engine = Engine(pool=gated_runner(gate, started), shutdown="drain", drain_timeout=10)
+    g = Gated()
+    engine = Engine(pool=g.runner, shutdown="drain", drain_timeout=10)
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             async with engine:
-                handle = await engine.start(wf, event={"n": 1})
-                await started.wait()
-                tg.start_soon(_set_later, gate)  # the run can end only after exit began
+                handle = await engine.start(g.wf, event={"n": 1})
+                await g.started.wait()
+                tg.start_soon(_set_later, g.gate)  # the run can end only after exit began
             assert handle.done
     result = handle.result
     assert result is not None and result.status == "completed" and result.output == {"n": 1}
@@ -151,28 +157,24 @@ async def _set_later(event: anyio.Event) -> None:
 
 
 async def test_drain_cancels_what_is_left_after_the_drain_timeout() -> None:
-    gate, started = anyio.Event(), anyio.Event()
-    wf = Workflow("gated")
-    wf.add_step("wait", js="wait")
-    engine = Engine(pool=gated_runner(gate, started), shutdown="drain", drain_timeout=0.1)
+    g = Gated()
+    engine = Engine(pool=g.runner, shutdown="drain", drain_timeout=0.1)
     with anyio.fail_after(5):
         async with engine:
-            handle = await engine.start(wf, event={})
-            await started.wait()
+            handle = await engine.start(g.wf, event={})
+            await g.started.wait()
     assert handle.result is not None and handle.result.status == "cancelled"
 
 
 async def test_drain_stops_triggers_before_waiting() -> None:
-    gate, started = anyio.Event(), anyio.Event()
-    wf = Workflow("gated")
-    wf.add_step("wait", js="wait")
-    engine = Engine(pool=gated_runner(gate, started), shutdown="drain", drain_timeout=10)
+    g = Gated()
+    engine = Engine(pool=g.runner, shutdown="drain", drain_timeout=10)
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg, engine:
-            engine.on("job", wf)
+            engine.on("job", g.wf)
             (first,) = await engine.bus.publish("job", {})
-            await started.wait()
-            tg.start_soon(_publish_then_open, engine, gate)
+            await g.started.wait()
+            tg.start_soon(_publish_then_open, engine, g.gate)
         assert first.result is not None and first.result.status == "completed"
 
 
@@ -183,27 +185,23 @@ async def _publish_then_open(engine: Engine, gate: anyio.Event) -> None:
 
 
 async def test_cancel_is_the_default_shutdown() -> None:
-    gate, started = anyio.Event(), anyio.Event()
-    wf = Workflow("gated")
-    wf.add_step("wait", js="wait")
+    g = Gated()
     with anyio.fail_after(5):
-        async with Engine(pool=gated_runner(gate, started)) as engine:
-            handle = await engine.start(wf, event={})
-            await started.wait()
+        async with Engine(pool=g.runner) as engine:
+            handle = await engine.start(g.wf, event={})
+            await g.started.wait()
     assert handle.result is not None and handle.result.status == "cancelled"
 
 
 async def test_an_exception_leaving_a_draining_engine_cancels_at_once() -> None:
-    gate, started = anyio.Event(), anyio.Event()
-    wf = Workflow("gated")
-    wf.add_step("wait", js="wait")
-    engine = Engine(pool=gated_runner(gate, started), shutdown="drain", drain_timeout=math.inf)
+    g = Gated()
+    engine = Engine(pool=g.runner, shutdown="drain", drain_timeout=math.inf)
     raised = False
     try:
         with anyio.fail_after(5):
             async with engine:
-                handle = await engine.start(wf, event={})
-                await started.wait()
+                handle = await engine.start(g.wf, event={})
+                await g.started.wait()
                 raise KeyError("boom")
     except* KeyError:  # the engine's task group may wrap it in a group
         raised = True

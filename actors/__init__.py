@@ -23,6 +23,7 @@ from actors._retry import Retry
 from actors._run import RunHandle
 from actors._runner import StepRunner
 from actors._subscription import Policy, SubscriberStatistics, Subscription
+from actors._trigger import Trigger
 from actors._workflow import Step, Workflow
 
 __all__ = (
@@ -53,6 +54,7 @@ __all__ = (
     "StepStatus",
     "SubscriberStatistics",
     "Subscription",
+    "Trigger",
     "Workflow",
     "log_lifecycle_events",
 )

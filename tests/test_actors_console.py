@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -28,6 +29,7 @@ from actors import (
     StepLogged,
     StepRetrying,
     Workflow,
+    log_lifecycle_events,
 )
 from actors._cli_run import _log_event
 from actors._logging import event_fields
@@ -225,3 +227,41 @@ def test_the_cli_prints_a_streamed_line_once() -> None:
         for event in events:
             _log_event(event, streamed)
     assert [e["line"] for e in logs if e["event"] == "step_console"] == ["log: hello"]
+
+
+class RecordingLogger:
+    """A logger for ``log_lifecycle_events``: keeps each line; ``ended`` after run_completed."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+        self.ended = anyio.Event()
+
+    def info(self, event: str, **fields: Any) -> None:
+        self.lines.append({"event": event, **fields})
+        if event == "run_completed":
+            self.ended.set()
+
+    warning = error = info
+
+
+async def test_the_log_subscriber_logs_streamed_lines_once() -> None:
+    async def talk(log: Callable[[str], None]) -> int:
+        log("hi")
+        return 1
+
+    wf = Workflow("w")
+    wf.add_step("talk", js="talk")
+    recorder = RecordingLogger()
+    async with (
+        Engine(pool=StreamingRunner({"talk": talk})) as engine,
+        anyio.create_task_group() as tg,
+    ):
+        await tg.start(partial(log_lifecycle_events, engine.bus, logger=recorder))
+        await engine.run(wf)
+        with anyio.fail_after(2):
+            await recorder.ended.wait()
+        tg.cancel_scope.cancel()
+    by_event = {line["event"]: line for line in recorder.lines}
+    assert by_event["step_log"]["line"] == "log: hi"
+    assert [line["event"] for line in recorder.lines].count("step_log") == 1
+    assert "console" not in by_event["step_completed"]

@@ -16,7 +16,7 @@ from actors._results import RunResult
 from actors._retry import Retry
 from actors._run import Run, RunEnvironment, RunHandle, check_run_timeout, wait_or_cancel
 from actors._runner import StepRunner, default_runner
-from actors._shutdown import ActiveRuns, Shutdown, check_shutdown
+from actors._shutdown import ActiveRuns, Shutdown, check_shutdown, drain
 from actors._trigger import Trigger
 from actors._workflow import Workflow
 from actors.errors import EngineNotRunning, InvalidOption
@@ -109,13 +109,16 @@ class Engine:
         assert stack is not None and task_group is not None
         for trigger in self._triggers:
             self._bus.trigger_table.remove(trigger)
-        try:
-            if self._shutdown == "drain" and exc_type is None:
-                await self._active.wait_all_done(self._drain_timeout)
-        finally:
-            self._task_group = self._env = self._stack = None
-            task_group.cancel_scope.cancel()  # what still runs is cancelled
-        return await stack.__aexit__(exc_type, exc, tb)
+        interrupted = None
+        if self._shutdown == "drain" and exc_type is None:
+            interrupted = await drain(self._active, self._drain_timeout)
+        self._task_group = self._env = self._stack = None
+        task_group.cancel_scope.cancel()  # what still runs is cancelled
+        if interrupted is None:
+            return await stack.__aexit__(exc_type, exc, tb)
+        if not await stack.__aexit__(type(interrupted), interrupted, interrupted.__traceback__):
+            raise interrupted
+        return None
 
     # -- runs ------------------------------------------------------------------------
 

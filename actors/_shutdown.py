@@ -16,7 +16,7 @@ import anyio
 from actors._run import RunHandle
 from actors.errors import InvalidOption
 
-__all__ = ("ActiveRuns", "Shutdown", "check_shutdown")
+__all__ = ("ActiveRuns", "Shutdown", "check_shutdown", "drain")
 
 Shutdown = Literal["cancel", "drain"]
 _SHUTDOWNS = ("cancel", "drain")
@@ -56,3 +56,14 @@ class ActiveRuns:
                 await running[0].wait()
             return True
         return False
+
+
+async def drain(active: ActiveRuns, timeout: float) -> BaseException | None:
+    """Wait for the runs in flight (see :meth:`ActiveRuns.wait_all_done`). Return the
+    exception that interrupted the wait (e.g. the caller's cancellation), for the
+    engine to re-raise once it has cancelled the runs and closed its pool."""
+    try:
+        await active.wait_all_done(timeout)
+    except BaseException as exc:  # re-raised by the engine after its clean-up
+        return exc
+    return None

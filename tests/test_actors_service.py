@@ -220,3 +220,17 @@ async def test_an_exception_leaving_a_draining_engine_cancels_at_once() -> None:
 def test_bad_shutdown_options_are_rejected(options: dict[str, Any], option: str) -> None:
     with pytest.raises(InvalidOption, match=option):
         Engine(pool=FakeRunner(), **options)
+
+
+async def test_cancelling_the_caller_while_draining_cancels_the_runs_and_closes_the_pool() -> None:
+    g = Gated()
+    runner = g.runner
+    engine = Engine(pool=runner, shutdown="drain", drain_timeout=math.inf)
+    with anyio.fail_after(5):
+        with anyio.move_on_after(0.2) as scope:
+            async with engine:
+                handle = await engine.start(g.wf, event={})
+                await g.started.wait()
+        assert scope.cancelled_caught
+    assert handle.result is not None and handle.result.status == "cancelled"
+    assert runner.state == "closed" and not engine.is_running

@@ -371,3 +371,26 @@ async def test_one_huge_fill_barely_overshoots_the_memory_limit(size: str) -> No
     assert raised.value.used is not None
     assert 256 * MiB < raised.value.used <= (256 + 48) * MiB  # the worker's own reading
     assert peak <= (256 + 48) * MiB  # and what /proc saw from outside, until the worker exited
+
+
+async def test_a_run_cannot_collect_the_data_of_a_run_beside_it() -> None:
+    """The cross-tenant repro with both runs in one runtime at the same time."""
+    planted, victim_done = anyio.Event(), anyio.Event()
+    stolen: list[Any] = []
+
+    async def mark() -> None:
+        planted.set()
+
+    async def wait() -> None:
+        await victim_done.wait()
+
+    async def attack(pool: RuntimePool) -> None:
+        code = STEAL.replace('return "planted";', "await mark(); await wait(); return found;")
+        stolen.append(await pool.run(code, api={"mark": mark, "wait": wait}))
+
+    async with one_worker() as pool, anyio.create_task_group() as tg:
+        tg.start_soon(attack, pool)
+        await planted.wait()
+        assert await pool.run(VICTIM, globals={"deps": {"text": CARD}}) > 1
+        victim_done.set()
+    assert stolen == [[]]

@@ -492,10 +492,23 @@
   const RUN_BINDINGS = ["console", "setTimeout", "setInterval", "clearTimeout", "clearInterval", "queueMicrotask", "Math"];
   function runBindings(r) {
     const clear = makeClear(r);
-    return [
+    const bindings = [
       makeConsole(r), makeTimer(r, realSetTimeout, false), makeTimer(r, realSetInterval, true),
       clear, clear, makeQueueMicrotask(r), runMath(),
     ];
+    for (let i = 0; i < bindings.length; i++) hardenBinding(bindings[i]);
+    return bindings;
+  }
+  // A run's own bindings are frozen too, with their methods and prototype objects.
+  function hardenBinding(v) {
+    const values = [v];
+    const descs = getOwnPropertyDescriptors(v);
+    for (const k of ownKeys(descs)) arrayPush(values, descs[k].value);
+    for (let i = 0; i < values.length; i++) {
+      const d = values[i];
+      if (typeof d === "function" && d.prototype !== undefined) freeze(d.prototype);
+      if (d !== null && (typeof d === "object" || typeof d === "function")) freeze(d);
+    }
   }
   // A Math of its own: Math.random is a ChaCha20 stream keyed for this run alone.
   function runMath() {

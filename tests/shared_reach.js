@@ -65,6 +65,8 @@ function seeds() {
   add(() => new Int32Array(new SharedArrayBuffer(8)));
   add(() => globalThis);
   add(() => Math);
+  add(() => console);
+  add(() => [setTimeout, setInterval, clearTimeout, clearInterval, queueMicrotask]);
   return out;
 }
 

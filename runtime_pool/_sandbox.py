@@ -64,6 +64,7 @@ class _Sandbox:
         self._statm = os.open("/proc/self/statm", os.O_RDONLY)
         self._runtime, self._run, self._finish = self._create()
         self._fresh_rss = _rss(self._statm)
+        self._fresh_heap = self._runtime.get_stats().heap_used_bytes
 
     def _create(self) -> tuple[Runtime, Any, Any]:
         c = self._config
@@ -150,11 +151,14 @@ class _Sandbox:
             return True
         stats = self._runtime.get_stats()
         busy = stats.active_timers + stats.active_intervals + stats.active_async_ops
-        if busy > 0 or stats.heap_used_bytes > self._config.heap_limit // 2:
+        if busy > 0:
             return True
-        # Memory outside the heap that a run left behind (e.g. a typed array in a
-        # private field stamped on a frozen intrinsic) would count against the next run.
-        return _rss(self._statm) - self._fresh_rss > self._config.memory_limit // 4
+        # Memory a run left behind (e.g. data in a private field stamped on a frozen
+        # intrinsic, which nothing can remove) would count against the next run: keep
+        # the runtime only within a quarter of each limit of its fresh level.
+        heap = stats.heap_used_bytes - self._fresh_heap
+        rss = _rss(self._statm) - self._fresh_rss
+        return heap > self._config.heap_limit // 4 or rss > self._config.memory_limit // 4
 
     def recycle(self) -> None:
         if self.stop_reason is None:
@@ -164,6 +168,7 @@ class _Sandbox:
         self.runs = 0
         self._runtime, self._run, self._finish = self._create()
         self._fresh_rss = _rss(self._statm)
+        self._fresh_heap = self._runtime.get_stats().heap_used_bytes
 
 
 def _rss(statm: int) -> int:

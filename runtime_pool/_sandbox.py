@@ -78,6 +78,7 @@ class _Sandbox:
         self._statm = os.open("/proc/self/statm", os.O_RDONLY)
         self._runtime, self._serve = self._create()
         self._fresh_rss = _rss(self._statm)
+        self._fresh_heap = self._runtime.get_stats().heap_used_bytes
 
     def _create(self) -> tuple[Runtime, Any]:
         c = self._config
@@ -139,15 +140,20 @@ class _Sandbox:
         with _guarded(_JSRUN_GUARD):
             stats = self._runtime.get_stats()
         busy = stats.active_timers + stats.active_intervals
-        return busy > 0 or stats.heap_used_bytes > self._config.heap_limit // 2
+        # Heap a run left behind (e.g. data in a private field stamped on a frozen
+        # intrinsic, which nothing can remove) would count against the next runs.
+        heap = stats.heap_used_bytes - self._fresh_heap
+        return busy > 0 or heap > self._config.heap_limit // 4 or self.memory_left_behind()
 
     def memory_left_behind(self) -> bool:
         """Resident memory stays far above this runtime's fresh level (never blocks).
 
-        Memory outside the heap that a run left behind (e.g. a typed array in a private
-        field stamped on a frozen intrinsic) would count against the next runs.
+        Memory a run left behind (e.g. a typed array or a big array in a private field
+        stamped on a frozen intrinsic) would count against the next runs. The heap shows
+        in resident memory too, so a quarter of the smaller limit is the bound.
         """
-        return _rss(self._statm) - self._fresh_rss > self._config.memory_limit // 4
+        bound = min(self._config.memory_limit, self._config.heap_limit) // 4
+        return _rss(self._statm) - self._fresh_rss > bound
 
     def recycle(self, *, idle: bool) -> None:
         """Close this runtime and make a new one.
@@ -163,6 +169,7 @@ class _Sandbox:
         self._terminated = False
         self._runtime, self._serve = self._create()
         self._fresh_rss = _rss(self._statm)
+        self._fresh_heap = self._runtime.get_stats().heap_used_bytes
 
 
 def _rss(statm: int) -> int:

@@ -244,21 +244,26 @@ return 1;
 """
 
 
+OUTSIDE_HEAP = "new Uint8Array(60 * 2**20).fill(1); return 2"
+IN_HEAP = "return new Array(4.5e6).fill(0.5).length > 0 ? 2 : 0"  # ~36 of the 64 MiB heap
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("target", ["Object.prototype", "Math", "globalThis"])
 @pytest.mark.parametrize(
-    "big",
+    ("big", "then"),
     [
-        "new Uint8Array(420 * 2**20).fill(1)",
-        "new Uint8Array(new WebAssembly.Memory({ initial: 6720 }).buffer).fill(1)",
+        ("new Uint8Array(420 * 2**20).fill(1)", OUTSIDE_HEAP),
+        ("new Uint8Array(new WebAssembly.Memory({ initial: 6720 }).buffer).fill(1)", OUTSIDE_HEAP),
+        ("new Array(3e6).fill(0.5)", IN_HEAP),  # under half the heap: kept before
     ],
 )
 async def test_memory_stamped_on_a_shared_object_does_not_fail_the_next_run(
-    target: str, big: str
+    target: str, big: str, then: str
 ) -> None:
-    async with one_worker(memory_limit=512 * MiB) as pool:
+    async with one_worker(memory_limit=512 * MiB, heap_limit=64 * MiB) as pool:
         assert await pool.run(STAMP.replace("TARGET", target).replace("BIG", big)) == 1
-        assert await pool.run("new Uint8Array(60 * 2**20).fill(1); return 2") == 2
+        assert await pool.run(then) == 2
         await assert_pool_works(pool)
 
 

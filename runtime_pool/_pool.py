@@ -16,7 +16,7 @@ from anyio.abc import TaskGroup
 
 from . import errors
 from ._process import WorkerProcess
-from ._results import Execution, PoolStatistics
+from ._results import Execution, LogLine, PoolStatistics
 from ._run import Evicted, Limits, WorkerGone, drive_run, prepare_run
 from ._slot import Checkout, Slot, Waiter
 
@@ -175,12 +175,15 @@ class RuntimePool:
         api: Mapping[str, Callable[..., Any]] | None = None,
         timeout: float | None = None,
         on_start: Callable[[], object] | None = None,
+        on_log: Callable[[LogLine], object] | None = None,
     ) -> Execution:
         """Like :meth:`run`, but return the value with the console lines and the duration.
 
         ``on_start`` is called (synchronously) when the script has been handed to a
         worker: the moment its ``timeout`` starts counting. Waiting for a free worker
-        comes before it and is not part of the timeout.
+        comes before it and is not part of the timeout. ``on_log`` is called
+        (synchronously) with each console line as the script writes it; the lines are
+        also in the result, or in the error's ``.logs``.
         """
         if self._state != "open":
             raise errors.PoolClosed("the pool is not open")
@@ -196,7 +199,7 @@ class RuntimePool:
             slot, run, inbox = await self._checkout(solo)
             try:
                 start = None if rerun else on_start
-                return await drive_run(slot, run, inbox, request, self._limits, start)
+                return await drive_run(slot, run, inbox, request, self._limits, start, on_log)
             except WorkerGone:
                 continue  # it died while idle; its replacement is on the way
             except Evicted as evicted:
@@ -307,7 +310,7 @@ class RuntimePool:
                 process.kill()
                 return
             op = header["op"]
-            if op in ("call", "result"):
+            if op in ("call", "log", "result"):
                 await slot.deliver(header, payload)
             elif op == "ready":
                 self._on_ready(slot, spawned)

@@ -222,6 +222,16 @@ class RuntimePool:
         if checkout is not None:
             return checkout
         self._waits += 1
+        while True:
+            with anyio.move_on_after(self._start_timeout):
+                return await self._wait_for_room(solo)
+            # Waiting is bounded while the pool has no worker to serve at all.
+            if not any(s.ready_once and not s.dead for s in self._slots):
+                raise errors.SandboxCrashed(
+                    f"no sandbox worker came back within {self._start_timeout:g} s"
+                )
+
+    async def _wait_for_room(self, solo: bool) -> Checkout:
         waiter = Waiter(solo)
         self._waiters.append(waiter)
         try:

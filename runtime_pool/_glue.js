@@ -12,7 +12,7 @@
   const sandboxRandom = G.__sandboxRandom;  // from _random.js
   const MathObject = Math;
   const core = G.__bootstrap.core;
-  const [opNext, opCall, opReport, opTick] = ops;
+  const [opNext, opCall, opReport, opTick, opLog] = ops;
   // The run a piece of JS works for travels with it through awaits, timers and
   // promise jobs as V8's continuation data (deno_core's async context); an
   // unhandled rejection is reported with the context it was rejected in.
@@ -182,9 +182,9 @@
   // ---- runs in flight --------------------------------------------------------
   // One record per run, reachable only through the closures made for that run.
   const runs = new MapCtor();        // token -> run record, while the run is live
-  function newRun(token) {
+  function newRun(token, streamLogs) {
     return {
-      token, live: true, logs: [], logChars: 0, logsTruncated: false,
+      token, live: true, logs: [], logChars: 0, logsTruncated: false, streamLogs,
       timers: new MapCtor(), nextTimer: 1,
     };
   }
@@ -205,11 +205,15 @@
     let text = arrayJoin(parts, " ");
     if (r.logs.length >= maxLogLines || r.logChars + text.length > maxLogChars) {
       r.logsTruncated = true;
-      arrayPush(r.logs, ["warn", "[console output truncated]"]);
-      return;
+      level = "warn";
+      text = "[console output truncated]";
+    } else {
+      r.logChars += text.length;
     }
-    r.logChars += text.length;
     arrayPush(r.logs, [level, text]);
+    if (r.streamLogs) {  // the caller wants each line as it is written
+      apply(promiseThen, callAsync(opLog, r.token, level, text), [noop, noop]);
+    }
   }
   function makeConsole(r) {
     return freeze({
@@ -561,22 +565,22 @@
     apply(promiseThen, callAsync(opTick), [() => report(r, "ok", outcome[1]), noop]);
   }
 
-  function start(token, code, globalNames, apiNames, inputJson) {
-    const r = newRun(token);
+  function start(token, code, globalNames, apiNames, inputJson, streamLogs) {
+    const r = newRun(token, streamLogs);
     mapSet(runs, token, r);
     const outcome = inRun(r, execute, undefined, [r, code, globalNames, apiNames, inputJson]);
     apply(promiseThen, outcome, [(o) => settle(r, o)]);
   }
 
   // The dispatch loop: one long-lived call per runtime. Each host answer is a batch
-  // of commands: ["run", token, code, globalNames, apiNames, inputsJson],
+  // of commands: ["run", token, code, globalNames, apiNames, inputsJson, streamLogs],
   // ["abandon", token] (its deadline passed or its caller left) or ["stop"].
   async function serve() {
     for (;;) {
       const batch = await callAsync(opNext);
       for (let i = 0; i < batch.length; i++) {
         const c = batch[i];
-        if (c[0] === "run") start(c[1], c[2], c[3], c[4], c[5]);
+        if (c[0] === "run") start(c[1], c[2], c[3], c[4], c[5], c[6]);
         else if (c[0] === "abandon") {
           const r = mapGet(runs, c[1]);
           if (r !== undefined && r.live) end(r, "abandoned", "");

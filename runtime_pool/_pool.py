@@ -16,7 +16,7 @@ from anyio.abc import TaskGroup
 
 from . import _protocol, errors
 from ._process import WorkerProcess
-from ._results import Execution, PoolStatistics
+from ._results import Execution, LogLine, PoolStatistics
 from ._run import Evicted, Limits, WorkerGone, drive_run, prepare_run
 from ._slot import Checkout, Slot, Waiter
 
@@ -176,12 +176,15 @@ class RuntimePool:
         api: Mapping[str, Callable[..., Any]] | None = None,
         timeout: float | None = None,
         on_start: Callable[[], object] | None = None,
+        on_log: Callable[[LogLine], object] | None = None,
     ) -> Execution:
         """Like :meth:`run`, but return the value with the console lines and the duration.
 
         ``on_start`` is called (synchronously) when the script has been handed to a
         worker: the moment its ``timeout`` starts counting. Waiting for a free worker
-        comes before it and is not part of the timeout.
+        comes before it and is not part of the timeout. ``on_log`` is called
+        (synchronously) with each console line as the script writes it; the lines are
+        also in the result, or in the error's ``.logs``.
         """
         if self._state != "open":
             raise errors.PoolClosed("the pool is not open")
@@ -197,7 +200,7 @@ class RuntimePool:
             slot, run, inbox = await self._checkout(solo)
             try:
                 start = None if rerun else on_start
-                return await drive_run(slot, run, inbox, request, self._limits, start)
+                return await drive_run(slot, run, inbox, request, self._limits, start, on_log)
             except WorkerGone:
                 continue  # it died while idle; its replacement is on the way
             except Evicted as evicted:
@@ -220,6 +223,16 @@ class RuntimePool:
         if checkout is not None:
             return checkout
         self._waits += 1
+        while True:
+            with anyio.move_on_after(self._start_timeout):
+                return await self._wait_for_room(solo)
+            # Waiting is bounded while the pool has no worker to serve at all.
+            if not any(s.ready_once and not s.dead for s in self._slots):
+                raise errors.SandboxCrashed(
+                    f"no sandbox worker came back within {self._start_timeout:g} s"
+                )
+
+    async def _wait_for_room(self, solo: bool) -> Checkout:
         waiter = Waiter(solo)
         self._waiters.append(waiter)
         try:
@@ -306,7 +319,7 @@ class RuntimePool:
                 process.kill()
                 return
             op = header["op"]
-            if op in ("call", "result"):
+            if op in ("call", "log", "result"):
                 await slot.deliver(header, payload)
             elif op == "ready":
                 self._on_ready(slot, spawned)

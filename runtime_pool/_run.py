@@ -128,6 +128,7 @@ async def drive_run(
     request: RunRequest,
     limits: Limits,
     on_start: Callable[[], object] | None = None,
+    on_log: Callable[[LogLine], object] | None = None,
 ) -> Execution:
     """Send the run to the slot's worker, serve its host calls, and return its outcome."""
     header = {
@@ -137,6 +138,7 @@ async def drive_run(
         "globals": list(request.global_names),
         "api": list(request.api),
         "timeout": request.timeout,
+        "stream_logs": on_log is not None,
     }
     started = time.perf_counter()
     result: Frame | None = None
@@ -149,8 +151,8 @@ async def drive_run(
                 raise WorkerGone from None
             if on_start is not None:
                 on_start()
-            if request.api:
-                result = await _serve_host_calls(slot, run, inbox, request.api, limits)
+            if request.api or on_log is not None:
+                result = await _serve_frames(slot, run, inbox, request.api, limits, on_log)
             else:  # no host functions, so the only frame to come is the result
                 result = await _next_frame(inbox)
             if result is None and run.error is None and run.evicted is None and not slot.dead:
@@ -177,21 +179,27 @@ async def drive_run(
     return _outcome(result, time.perf_counter() - started, request, limits)
 
 
-async def _serve_host_calls(
+async def _serve_frames(
     slot: Slot,
     run: ActiveRun,
     inbox: MemoryObjectReceiveStream[Frame],
     api: Mapping[str, Callable[..., Any]],
     limits: Limits,
+    on_log: Callable[[LogLine], object] | None,
 ) -> Frame | None:
-    """Run each host call the script makes until its result arrives; then cancel the rest."""
+    """Serve the run's host calls and pass on its log lines until its result arrives."""
     calls = _HostCalls(slot, run.token, api, limits)
     async with anyio.create_task_group() as tg:
         async for frame in inbox:
-            if frame[0]["op"] != "call":
-                tg.cancel_scope.cancel()
+            op = frame[0]["op"]
+            if op == "call":
+                calls.start(tg, frame)
+            elif op == "log":
+                if on_log is not None:
+                    on_log(LogLine(frame[0]["level"], frame[0]["text"]))
+            else:
+                tg.cancel_scope.cancel()  # the result: host calls still running are cancelled
                 return frame
-            calls.start(tg, frame)
     return None
 
 

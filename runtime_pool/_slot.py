@@ -128,7 +128,7 @@ class Slot:
         if run is None:
             return
         final = header["op"] == "result"
-        if not final:
+        if header["op"] == "call":
             run.called = True
         with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
             try:

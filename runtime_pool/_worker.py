@@ -69,6 +69,7 @@ class Worker:
             "call": self._op_call,
             "report": self._op_report,
             "tick": self._op_tick,
+            "log": self._op_log,
         }
         self._sandbox = _Sandbox(config, ops)
 
@@ -176,6 +177,10 @@ class Worker:
         # microtask checkpoint, and the tick must prove the checkpoint ended.
         await asyncio.sleep(0)
 
+    async def _op_log(self, token: int, level: str, text: str) -> None:
+        if token in self._runs:
+            self._send({"op": "log", "id": token, "level": level, "text": text})
+
     async def _op_call(self, token: int, name: str, args_json: str) -> list[str]:
         run = self._runs.get(token)
         if run is None or run.ending is not None:
@@ -228,7 +233,8 @@ class Worker:
         deadline = loop.call_later(header["timeout"], self._give_up, token, "timeout")
         self._runs[token] = _Run(token, time.perf_counter(), deadline)
         self._sandbox.runs += 1
-        self._push(["run", token, header["code"], header["globals"], header["api"], inputs])
+        stream = bool(header.get("stream_logs"))
+        self._push(["run", token, header["code"], header["globals"], header["api"], inputs, stream])
         if self._sampler is None:
             self._sample()
 

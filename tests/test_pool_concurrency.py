@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import pytest
 
-from runtime_pool import RuntimePool, errors
+from runtime_pool import LogLine, RuntimePool, errors
 from tests.pool_helpers import assert_pool_works
 
 pytestmark = pytest.mark.anyio
@@ -259,3 +259,49 @@ async def test_a_run_abandoned_at_its_deadline_keeps_its_console_lines() -> None
                 "console.log('before the hang'); await new Promise(() => {})", timeout=0.3
             )
         assert [line.text for line in caught.value.logs] == ["before the hang"]
+
+
+async def test_on_log_receives_each_console_line_while_the_script_runs() -> None:
+    streamed: list[tuple[str, str]] = []
+    seen_by_host: list[list[tuple[str, str]]] = []
+    two_lines = anyio.Event()
+
+    def on_log(line: LogLine) -> None:
+        streamed.append((line.level, line.text))
+        if len(streamed) == 2:
+            two_lines.set()
+
+    async def checkpoint() -> None:
+        with anyio.fail_after(5):
+            await two_lines.wait()  # the lines arrive while the script waits here
+        seen_by_host.append(list(streamed))
+
+    code = """
+        console.log('first', 1);
+        console.warn('second');
+        await checkpoint();
+        console.error('third');
+        return 'done';
+    """
+    async with RuntimePool(size=1) as pool:
+        execution = await pool.execute(
+            code,
+            api={"checkpoint": checkpoint},
+            on_log=on_log,
+        )
+    assert seen_by_host == [[("log", "first 1"), ("warn", "second")]]
+    assert streamed == [("log", "first 1"), ("warn", "second"), ("error", "third")]
+    assert [(line.level, line.text) for line in execution.logs] == streamed
+
+
+async def test_on_log_lines_of_a_timed_out_run_are_streamed_and_kept() -> None:
+    streamed: list[str] = []
+    async with RuntimePool(size=1) as pool:
+        with pytest.raises(errors.ScriptTimeout) as caught:
+            await pool.execute(
+                "console.log('still here'); for (;;) {}",
+                timeout=0.3,
+                on_log=lambda line: streamed.append(line.text),
+            )
+    assert streamed == ["still here"]
+    assert caught.value.logs == ()  # a loop was terminated: only the streamed copy survives

@@ -250,3 +250,14 @@ async def test_a_pool_whose_workers_cannot_start_fails_to_open_with_a_clear_erro
         async with pool:
             pass
     assert not pool.is_open
+
+
+async def test_a_run_waiting_for_a_worker_that_cannot_come_back_fails_in_bounded_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with RuntimePool(size=1, start_timeout=1.0) as pool:
+        (pid,) = pool.worker_pids()
+        monkeypatch.setattr(sys, "executable", "/nonexistent/python")  # no replacement starts
+        await killed(pid)
+        with anyio.fail_after(5), pytest.raises(errors.SandboxCrashed, match="came back"):
+            await pool.run("return 1")

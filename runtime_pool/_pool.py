@@ -11,10 +11,10 @@ from types import TracebackType
 from typing import Any, Literal
 
 import anyio
-import structlog
 from anyio.abc import TaskGroup
 
 from . import _protocol, errors
+from ._log import get_logger
 from ._process import WorkerProcess
 from ._results import Execution, LogLine, PoolStatistics
 from ._run import Evicted, Limits, WorkerGone, drive_run, prepare_run
@@ -22,7 +22,7 @@ from ._slot import Checkout, Slot, Waiter
 
 __all__ = ("RuntimePool",)
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 Isolation = Literal["reuse", "fresh"]
 _RESPAWN_BACKOFF = 1.0

@@ -19,15 +19,15 @@ from subprocess import PIPE
 from typing import Any
 
 import anyio
-import structlog
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from . import _protocol
+from ._log import get_logger
 
 __all__ = ("WorkerProcess",)
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 _STDERR_LINES = 40
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -13,18 +13,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from . import _protocol, errors
+from ._log import get_logger
 from ._results import Execution, LogLine
 from ._slot import ActiveRun, Frame, Slot
 from ._threads import HostThreads
 
 __all__ = ("Evicted", "Limits", "RunRequest", "WorkerGone", "drive_run", "prepare_run")
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 _BACKSTOP_GRACE = 0.4  # the worker stops its own script at the deadline; this is the kill margin
 _CANCEL_GRACE = 0.5

@@ -240,8 +240,10 @@ class RuntimePool:
         except BaseException:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
-            elif waiter.checkout is not None:
-                self._release(waiter.checkout[0], waiter.checkout[1].token)
+            elif waiter.checkout is not None:  # woken with room, but cancelled: give it back
+                slot, run, inbox = waiter.checkout
+                inbox.close()
+                self._release(slot, run.token)
             raise
         if checkout is None:
             raise errors.PoolClosed("the pool closed while waiting for a worker")

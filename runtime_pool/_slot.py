@@ -43,6 +43,7 @@ class Slot:
         self.stopping: str | None = None  # why the worker is stopping its runtime
         self.death: errors.RuntimePoolError | None = None
         self.runs: dict[int, ActiveRun] = {}
+        self._solo_runs = 0  # runs in ``runs`` that must be alone (kept, not scanned)
         self._generation = 0
         self._changed, self._changes = anyio.create_memory_object_stream[int](1)
         self.ready = anyio.Event()
@@ -53,7 +54,7 @@ class Slot:
 
     @property
     def solo(self) -> bool:
-        return any(run.solo for run in self.runs.values())
+        return self._solo_runs > 0
 
     @property
     def state(self) -> Literal["starting", "idle", "busy"]:
@@ -73,11 +74,13 @@ class Slot:
         send, receive = anyio.create_memory_object_stream[Frame](_INBOX_SIZE)
         run = ActiveRun(token, send, solo)
         self.runs[token] = run
+        self._solo_runs += solo
         return run, receive
 
     def end_run(self, token: int) -> None:
         run = self.runs.pop(token, None)
         if run is not None:
+            self._solo_runs -= run.solo
             run.inbox.close()
         if not self.runs:
             self._notify()

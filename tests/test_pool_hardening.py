@@ -399,3 +399,49 @@ async def test_a_run_cannot_collect_the_data_of_a_run_beside_it() -> None:
         assert await pool.run(VICTIM, globals={"deps": {"text": CARD}}) > 1
         victim_done.set()
     assert stolen == [[]]
+
+
+async def test_a_run_cannot_predict_math_random_of_a_run_beside_it() -> None:
+    """Two runs in one runtime at the same moment draw from unrelated generators."""
+    sampled, release = anyio.Event(), anyio.Event()
+    draws: dict[str, list[float]] = {}
+
+    async def gate() -> None:
+        sampled.set()
+        await release.wait()
+
+    async def first(pool: RuntimePool) -> None:
+        code = "const a = Array.from({ length: 6 }, Math.random); await gate(); return a"
+        draws["first"] = await pool.run(code, api={"gate": gate})
+
+    async with one_worker() as pool, anyio.create_task_group() as tg:
+        tg.start_soon(first, pool)
+        await sampled.wait()  # the first run is in flight, holding its generator
+        for name in ("Math.random", "globalThis.Math.random"):
+            draws[name] = await pool.run(SAMPLE.replace("RANDOM", name))
+        release.set()
+    predicted = xorshift.predict(draws["first"])
+    assert not predicted & set(draws["Math.random"] + draws["globalThis.Math.random"])
+
+
+@pytest.mark.timeout(60)
+async def test_concurrent_runs_abandoning_sync_host_calls_share_one_thread_bound() -> None:
+    release = threading.Event()
+
+    def slow(i: int) -> int:
+        release.wait(20)
+        return i
+
+    async def fire(pool: RuntimePool) -> None:
+        code = "for (let i = 0; i < 40; i++) slow(i); return 1"
+        assert await pool.run(code, api={"slow": slow}) == 1
+
+    before = threading.active_count()
+    try:
+        async with RuntimePool(size=2, timeout=10.0) as pool:
+            async with anyio.create_task_group() as tg:
+                for _ in range(8):
+                    tg.start_soon(fire, pool)
+            assert threading.active_count() - before <= DEFAULT_HOST_THREADS + 2
+    finally:
+        release.set()

@@ -12,6 +12,7 @@ __all__ = (
     "RuntimePoolError",
     "SandboxCrashed",
     "ScriptError",
+    "ScriptSyntaxError",
     "ScriptTimeout",
     "ValueTooLarge",
 )
@@ -34,6 +35,20 @@ class ScriptError(RuntimePoolError):
         self.name = name
         self.message = message
         self.stack = stack
+
+
+class ScriptSyntaxError(ScriptError):
+    """The script does not compile; ``line`` and ``column`` (1-based) are in its own code.
+
+    Either may be ``None`` when the position could not be found.
+    """
+
+    def __init__(self, message: str, line: int | None, column: int | None) -> None:
+        super().__init__("SyntaxError", message)
+        self.line = line
+        self.column = column
+        where = f" (line {line}" + (f", column {column}" if column is not None else "") + ")"
+        self.args = (f"SyntaxError: {message}" + (where if line is not None else ""),)
 
 
 class ScriptTimeout(RuntimePoolError):

@@ -25,7 +25,7 @@ __all__ = ("WRAPPER_LINES", "MappedStack", "map_stack", "script_failed", "source
 WRAPPER_LINES = 3
 
 _USER_FRAME = re.compile(
-    r"^\s*at (?P<async>async )?(?:(?P<fn>.*?) )?\(eval at compile \(<eval>:\d+:\d+\), "
+    r"^\s*at (?P<async>async )?(?:(?P<fn>.*?) )?\(eval at [\w$]+ \(<eval>:\d+:\d+\), "
     r"<anonymous>:(?P<line>\d+):(?P<column>\d+)\)$"
 )
 _GLUE_FRAME = re.compile(r"^\s*at (?P<async>async )?(?P<fn>\S+) \(<eval>:\d+:\d+\)$")

@@ -578,9 +578,13 @@
   // characters of the line found) failing with the same message locates it.
   // [message, line, column] relative to the user's code, or null when it compiles.
   function syntaxError(code, names) {
+    // Named like the runner's compile(): V8 caches a compiled source, and a stack
+    // of a later run of the same code names where it was first compiled.
+    function compile(text) {
+      return new AsyncFunction(...names, '"use strict";\n' + text);
+    }
     const failure = (text) => {
-      try { new AsyncFunction(...names, '"use strict";\n' + text); return null; }
-      catch (e) { return describeError(e).message; }
+      try { compile(text); return null; } catch (e) { return describeError(e).message; }
     };
     const message = failure(code);
     if (message === null) return null;

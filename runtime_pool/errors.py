@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = (
+    "WRAPPER_LINES",
     "HeapLimitExceeded",
     "InvalidValue",
     "MemoryLimitExceeded",
@@ -16,6 +17,14 @@ __all__ = (
     "ScriptTimeout",
     "ValueTooLarge",
 )
+
+
+# Lines before a script's first line in the function the sandbox compiles (V8's
+# "async function anonymous(<params>" and ") {" header, then '"use strict";'): the
+# ``<anonymous>:L:C`` frames of a :class:`ScriptError`'s ``stack`` are at script line
+# ``L - WRAPPER_LINES``. Kept in step with compile() in _glue.js (tests check it).
+# :class:`ScriptSyntaxError` positions are in the script's own lines already.
+WRAPPER_LINES = 3
 
 
 class RuntimePoolError(Exception):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runtime_pool import RuntimePool
-from runtime_pool.errors import ScriptError, ScriptSyntaxError
+from runtime_pool.errors import WRAPPER_LINES, ScriptError, ScriptSyntaxError
 
 pytestmark = pytest.mark.anyio
 
@@ -72,3 +72,11 @@ async def test_the_same_error_at_run_time_is_a_plain_script_error() -> None:
             await pool.run("return (")
     assert caught.value.name == "SyntaxError"
     assert not isinstance(caught.value, ScriptSyntaxError)
+
+
+async def test_wrapper_lines_is_the_offset_of_a_run_time_stack() -> None:
+    async with RuntimePool(size=1) as pool:
+        with pytest.raises(ScriptError) as caught:
+            await pool.run("const a = 1;\n\nreturn a.b.c;")
+    assert caught.value.stack is not None
+    assert f"<anonymous>:{3 + WRAPPER_LINES}:" in caught.value.stack

@@ -147,6 +147,7 @@ def _output_json(value: Any) -> str:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    configure_logging(json_logs=args.json, quiet=True)  # no worker lifecycle lines
     workflow = load_workflow(args.file)
     api = load_api(args.api) if args.api else {}
     try:  # every step's JS compiled in a sandbox worker, never in this process

@@ -137,3 +137,4 @@ def test_every_example_file_passes_the_sandboxed_check() -> None:
         proc = cli("validate", str(path.relative_to(ROOT)), "--api", "examples.hosts:API")
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.startswith("ok: ")
+        assert proc.stderr == ""  # the sandbox worker's lifecycle is not news here

@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -27,7 +27,9 @@ import structlog
 
 from actors._cli_report import failure_messages, say, timeout_message
 from actors._cli_run import BadInput, load_api, load_event, load_json_object, load_workflow, run
+from actors._results import RunResult
 from actors._workflow import Workflow
+from actors.errors import StepSyntaxError
 
 __all__ = ("main", "mermaid")
 
@@ -86,16 +88,10 @@ def _run(args: argparse.Namespace) -> int:
         if value is not None and not value > 0:
             flag = "--" + option.replace("_", "-")
             raise BadInput(f"{flag}: must be a positive number of seconds, got {value}")
-    result = anyio.run(
-        lambda: run(
-            workflow,
-            event=event,
-            api=api,
-            context=context,
-            timeout=args.timeout,
-            step_timeout=args.step_timeout,
-        )
-    )
+    try:
+        result = _run_workflow(args, workflow, event, api, context)
+    except StepSyntaxError as exc:
+        return _syntax_error(args, exc)
     if result.status == "completed":
         print(_output_json(result.output))
         return EXIT_OK
@@ -105,6 +101,35 @@ def _run(args: argparse.Namespace) -> int:
     for event, text, fields in messages:
         say(event, text, json_logs=args.json, **fields)
     return EXIT_FAILED
+
+
+def _run_workflow(
+    args: argparse.Namespace,
+    workflow: Workflow,
+    event: Any,
+    api: Mapping[str, Any],
+    context: dict[str, Any],
+) -> RunResult:
+    """Run the workflow; a step whose JS does not compile raises StepSyntaxError."""
+    try:
+        return anyio.run(
+            lambda: run(
+                workflow,
+                event=event,
+                api=api,
+                context=context,
+                timeout=args.timeout,
+                step_timeout=args.step_timeout,
+            )
+        )
+    except BaseExceptionGroup as group:  # raised inside the engine's task group
+        match, _ = group.split(StepSyntaxError)
+        if match is None:
+            raise
+        first = match.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -122,10 +147,24 @@ def _output_json(value: Any) -> str:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    configure_logging(json_logs=args.json, quiet=True)  # no worker lifecycle lines
     workflow = load_workflow(args.file)
+    api = load_api(args.api) if args.api else {}
+    try:  # every step's JS compiled in a sandbox worker, never in this process
+        anyio.run(lambda: workflow.check(api=api))
+    except StepSyntaxError as exc:
+        return _syntax_error(args, exc)
     steps = len(workflow.steps)
     print(f"ok: {args.file}: workflow {workflow.name!r}, {steps} step{'s' * (steps != 1)}")
     return EXIT_OK
+
+
+def _syntax_error(args: argparse.Namespace, exc: StepSyntaxError) -> int:
+    """Say which step's JS does not compile, where, and show the line."""
+    fields = {"step": exc.step, "line": exc.line, "column": exc.column}
+    fields["source_line"] = exc.source_line
+    say("syntax_error", f"{args.file}: {exc}", json_logs=args.json, **fields)
+    return EXIT_BAD_INPUT
 
 
 def _graph(args: argparse.Namespace) -> int:
@@ -214,6 +253,11 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", parents=[common], help="check a workflow file")
     validate.add_argument("file", metavar="FILE")
+    validate.add_argument(
+        "--api",
+        metavar="MODULE:ATTR",
+        help="the host functions the steps will get (a step may not redeclare their names)",
+    )
     validate.set_defaults(handler=_validate)
 
     graph = commands.add_parser("graph", parents=[common], help="print the DAG as Mermaid")

@@ -11,6 +11,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from actors._bus import EventBus
+from actors._check import CheckedScripts
 from actors._logging import log_lifecycle_events
 from actors._results import RunResult
 from actors._retry import Retry
@@ -69,6 +70,7 @@ class Engine:
         self._stack: AsyncExitStack | None = None
         self._task_group: TaskGroup | None = None
         self._env: RunEnvironment | None = None
+        self._checked = CheckedScripts()
 
     @property
     def bus(self) -> EventBus:
@@ -123,10 +125,16 @@ class Engine:
     # -- runs ------------------------------------------------------------------------
 
     async def start(self, workflow: Workflow, *, event: Any = None) -> RunHandle:
-        """Validate and freeze ``workflow``, start a run, and return its handle at once."""
+        """Validate and freeze ``workflow``, start a run, and return its handle at once.
+
+        Every step's JS is compiled in the sandbox first (once per script per engine):
+        a step that does not compile raises :class:`~actors.errors.StepSyntaxError`
+        and no step runs.
+        """
         if self._task_group is None or self._env is None:
             raise EngineNotRunning()
         workflow.freeze()
+        await self._checked.check(self._env.runner, workflow, self._api)
         run = Run(workflow, event=event, env=self._env)
         await self._task_group.start(run.execute)
         handle = RunHandle(run)

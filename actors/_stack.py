@@ -16,16 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.errors import ScriptFailed
+from runtime_pool.errors import WRAPPER_LINES
 
 __all__ = ("WRAPPER_LINES", "MappedStack", "map_stack", "script_failed", "source_line")
 
-# Lines before a step's first line in the function the sandbox compiles: V8's
-# "async function anonymous(<params>" and ") {" header lines, then the glue's
-# '"use strict";' line. Change it together with compile() in runtime_pool/_glue.js.
-WRAPPER_LINES = 3
 
 _USER_FRAME = re.compile(
-    r"^\s*at (?P<async>async )?(?:(?P<fn>.*?) )?\(eval at compile \(<eval>:\d+:\d+\), "
+    r"^\s*at (?P<async>async )?(?:(?P<fn>.*?) )?\(eval at [\w$]+ \(<eval>:\d+:\d+\), "
     r"<anonymous>:(?P<line>\d+):(?P<column>\d+)\)$"
 )
 _GLUE_FRAME = re.compile(r"^\s*at (?P<async>async )?(?P<fn>\S+) \(<eval>:\d+:\d+\)$")

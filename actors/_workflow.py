@@ -184,6 +184,27 @@ class Workflow:
         graph = {name: step.after for name, step in self._steps.items()}
         check_graph(graph, workflow=self._name)
 
+    async def check(self, pool: Any = None, *, api: Iterable[str] = ()) -> None:
+        """Validate, then compile every step's JS in the sandbox without running it.
+
+        Raises :class:`~actors.errors.StepSyntaxError` (step, line, column, source
+        line) for the first step that does not compile. ``pool``: an open
+        :class:`runtime_pool.RuntimePool`; without one a one-worker pool is started
+        for the check and closed after it. ``api``: the host function names the
+        engine will give (a step may not redeclare them). ``engine.run`` does this
+        itself; :meth:`validate` and :meth:`from_file` do not (no process spawn).
+        """
+        from actors._check import check_workflow
+
+        self.validate()
+        if pool is not None:
+            await check_workflow(pool, self, api)
+            return
+        from runtime_pool import RuntimePool
+
+        async with RuntimePool(size=1) as own:
+            await check_workflow(own, self, api)
+
     def freeze(self) -> None:
         """Validate, then forbid further changes. ``engine.run`` does this for you."""
         if self._plan is None:

@@ -24,6 +24,7 @@ __all__ = (
     "SandboxFailed",
     "ScriptFailed",
     "StepError",
+    "StepSyntaxError",
     "StepTimedOut",
     "UnknownDependency",
     "WorkflowFileError",
@@ -95,6 +96,40 @@ class InvalidOption(DefinitionError):
         self.reason = reason
         self.step = step
         self.value = value
+
+
+class StepSyntaxError(DefinitionError):
+    """Step ``step``'s JS does not compile (found in the sandbox before any step ran).
+
+    ``line`` and ``column`` (1-based, in the step's own JS; ``None`` when unknown),
+    ``message`` (V8's) and ``source_line`` (the offending line's text) say where.
+    """
+
+    def __init__(
+        self,
+        step: str,
+        message: str,
+        *,
+        line: int | None,
+        column: int | None,
+        source_line: str | None,
+        workflow: str | None = None,
+    ) -> None:
+        where = "".join(
+            [f" line {line}" if line is not None else "", f" col {column}" if column else ""]
+        )
+        text = f"step {step!r}{where}: SyntaxError: {message}"
+        if source_line is not None:  # shown as the CLI shows a failing step's line
+            gutter = f"    {line} | "
+            text += f"\n{gutter}{source_line}"
+            if column is not None:
+                text += "\n" + " " * (len(gutter) - 2) + "| " + " " * (column - 1) + "^"
+        super().__init__(text, workflow=workflow)
+        self.step = step
+        self.message = message
+        self.line = line
+        self.column = column
+        self.source_line = source_line
 
 
 class WorkflowFrozen(DefinitionError):

@@ -12,7 +12,7 @@
   const sandboxRandom = G.__sandboxRandom;  // from _random.js
   const MathObject = Math;
   const core = G.__bootstrap.core;
-  const [opNext, opCall, opReport, opTick, opLog] = ops;
+  const [opNext, opCall, opReport, opTick, opLog, opChecked] = ops;
   // The run a piece of JS works for travels with it through awaits, timers and
   // promise jobs as V8's continuation data (deno_core's async context); an
   // unhandled rejection is reported with the context it was rejected in.
@@ -572,15 +572,75 @@
     apply(promiseThen, outcome, [(o) => settle(r, o)]);
   }
 
+  // ---- syntax check: compile without running ---------------------------------------
+  // `new AsyncFunction` only compiles the body (nothing in it runs), but V8 gives
+  // its SyntaxError no position; the first prefix of the code (whole lines, then
+  // characters of the line found) failing with the same message locates it.
+  // [message, line, column] relative to the user's code, or null when it compiles.
+  function syntaxError(code, names) {
+    // Named like the runner's compile(): V8 caches a compiled source, and a stack
+    // of a later run of the same code names where it was first compiled.
+    function compile(text) {
+      return new AsyncFunction(...names, '"use strict";\n' + text);
+    }
+    const failure = (text) => {
+      try { compile(text); return null; } catch (e) { return describeError(e).message; }
+    };
+    const message = failure(code);
+    if (message === null) return null;
+    const lines = code.split("\n");
+    const upTo = (n) => arrayJoin(lines.slice(0, n), "\n");
+    let lo = 1, hi = lines.length;
+    while (lo < hi) {  // the first line whose prefix fails with the same message
+      const mid = (lo + hi) >> 1;
+      if (failure(upTo(mid)) === message) hi = mid; else lo = mid + 1;
+    }
+    const before = lo > 1 ? upTo(lo - 1) + "\n" : "";
+    const text = lines[lo - 1];
+    let a = 1, b = text.length;
+    if (b === 0 || failure(before + text) !== message) return endOfCode(lines, message);
+    while (a < b) {
+      const mid = (a + b) >> 1;
+      if (failure(before + text.slice(0, mid)) === message) b = mid; else a = mid + 1;
+    }
+    let column = a;  // the last character of the offending token: go to its start
+    while (column > 1 && /[\w$]/.test(text[column - 1]) && /[\w$]/.test(text[column - 2])) column--;
+    // V8 blames the wrapper's own closing "}" or ")" when the code ends too early.
+    const token = /^Unexpected token '(.+)'$/.exec(message);
+    if (token !== null && text.slice(column - 1, column - 1 + token[1].length) !== token[1]) {
+      return endOfCode(lines, message);
+    }
+    return [message, lo, column];
+  }
+  function endOfCode(lines, message) {
+    let n = lines.length;
+    while (n > 1 && lines[n - 1].trim() === "") n--;
+    const shown = /^Unexpected token '[})]'$/.test(message) ? "Unexpected end of input" : message;
+    return [shown, n, lines[n - 1].length + 1];
+  }
+  function check(token, code, names) {
+    let outcome;
+    try {
+      const all = [...names];
+      for (let i = 0; i < RUN_BINDINGS.length; i++) if (!has(all, RUN_BINDINGS[i])) arrayPush(all, RUN_BINDINGS[i]);
+      outcome = syntaxError(code, all);
+    } catch (e) {
+      outcome = [describeError(e).message, null, null];
+    }
+    apply(promiseThen, callAsync(opChecked, token, stringify(outcome)), [noop, noop]);
+  }
+
   // The dispatch loop: one long-lived call per runtime. Each host answer is a batch
   // of commands: ["run", token, code, globalNames, apiNames, inputsJson, streamLogs],
-  // ["abandon", token] (its deadline passed or its caller left) or ["stop"].
+  // ["check", token, code, names] (compile only), ["abandon", token] (its deadline
+  // passed or its caller left) or ["stop"].
   async function serve() {
     for (;;) {
       const batch = await callAsync(opNext);
       for (let i = 0; i < batch.length; i++) {
         const c = batch[i];
         if (c[0] === "run") start(c[1], c[2], c[3], c[4], c[5], c[6]);
+        else if (c[0] === "check") check(c[1], c[2], c[3]);
         else if (c[0] === "abandon") {
           const r = mapGet(runs, c[1]);
           if (r !== undefined && r.live) end(r, "abandoned", "");

@@ -6,7 +6,7 @@ import itertools
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Literal
 
@@ -14,6 +14,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from . import _protocol, errors
+from ._check import CheckLost, check_request, drive_check, syntax_error
 from ._log import get_logger
 from ._process import WorkerProcess
 from ._results import Execution, LogLine, PoolStatistics
@@ -211,6 +212,31 @@ class RuntimePool:
                 solo = rerun = True
             finally:
                 self._release(slot, run.token)
+
+    async def check(self, code: str, *, names: Iterable[str] = ()) -> None:
+        """Compile ``code`` in a worker without running it; raise if it does not compile.
+
+        ``names`` are the globals and api names the script will run with (a body
+        that redeclares one with ``let`` does not compile). Raises
+        :class:`~runtime_pool.errors.ScriptSyntaxError` with the line and column in
+        ``code`` itself. Not counted as a run.
+        """
+        if self._state != "open":
+            raise errors.PoolClosed("the pool is not open")
+        code, listed = check_request(code, names)
+        for _ in range(3):
+            slot, run, inbox = await self._checkout(False)
+            try:
+                outcome = await drive_check(slot, run, inbox, code, listed, self.timeout)
+            except (WorkerGone, CheckLost):
+                continue
+            finally:
+                self._release(slot, run.token)
+            error = syntax_error(outcome)
+            if error is not None:
+                raise error
+            return
+        raise errors.SandboxCrashed("no sandbox worker answered the syntax check")
 
     @property
     def _closing(self) -> bool:

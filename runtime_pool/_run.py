@@ -22,7 +22,16 @@ from ._results import Execution, LogLine
 from ._slot import ActiveRun, Frame, Slot
 from ._threads import HostThreads
 
-__all__ = ("Evicted", "Limits", "RunRequest", "WorkerGone", "drive_run", "prepare_run")
+__all__ = (
+    "Evicted",
+    "Limits",
+    "RunRequest",
+    "WorkerGone",
+    "check_code",
+    "check_name",
+    "drive_run",
+    "prepare_run",
+)
 
 logger = get_logger(__name__)
 
@@ -69,14 +78,9 @@ def prepare_run(
     max_value_bytes: int,
 ) -> RunRequest:
     """Check and encode a run's inputs; raise before any worker is involved."""
-    if not isinstance(code, str):
-        raise TypeError(f"code must be a str, not {type(code).__name__}")
-    try:
-        code.encode()
-    except UnicodeEncodeError:
-        raise errors.InvalidValue("code holds a lone surrogate; write it as a \\u escape") from None
+    check_code(code)
     for name in (*globals, *api):
-        _check_name(name)
+        check_name(name)
     if both := set(globals) & set(api):
         raise ValueError(f"names given both as globals and api: {sorted(both)}")
     for name, fn in api.items():
@@ -86,7 +90,17 @@ def prepare_run(
     return RunRequest(code, tuple(globals), dict(api), inputs, timeout)
 
 
-def _check_name(name: object) -> None:
+def check_code(code: object) -> None:
+    """Raise unless ``code`` is a str that can cross to the worker."""
+    if not isinstance(code, str):
+        raise TypeError(f"code must be a str, not {type(code).__name__}")
+    try:
+        code.encode()
+    except UnicodeEncodeError:
+        raise errors.InvalidValue("code holds a lone surrogate; write it as a \\u escape") from None
+
+
+def check_name(name: object) -> None:
     if not isinstance(name, str) or not _IDENTIFIER.match(name) or name in _RESERVED:
         raise ValueError(f"{name!r} cannot be a JS global name")
 

@@ -70,6 +70,7 @@ class Worker:
             "report": self._op_report,
             "tick": self._op_tick,
             "log": self._op_log,
+            "checked": self._op_checked,
         }
         self._sandbox = _Sandbox(config, ops)
 
@@ -102,7 +103,7 @@ class Worker:
 
     def _dispatch(self, header: dict[str, Any], payload: bytes) -> bool:
         op = header["op"]
-        if op == "run":
+        if op in ("run", "check"):
             self._start(header, payload.decode())
         elif op == "reply":
             future = self._replies.pop(header["call"], None)
@@ -181,6 +182,9 @@ class Worker:
         if token in self._runs:
             self._send({"op": "log", "id": token, "level": level, "text": text})
 
+    async def _op_checked(self, token: int, outcome: str) -> None:
+        self._send({"op": "result", "id": token, "kind": "checked", "syntax": json.loads(outcome)})
+
     async def _op_call(self, token: int, name: str, args_json: str) -> list[str]:
         run = self._runs.get(token)
         if run is None or run.ending is not None:
@@ -228,6 +232,9 @@ class Worker:
             self._idle_check = None
         if self._loop_task is None:  # stopped by the idle check
             self._start_loop()
+        if header["op"] == "check":  # compiled, never run: not a run of the runtime
+            self._push(["check", header["id"], header["code"], header["names"]])
+            return
         loop = asyncio.get_running_loop()
         token = header["id"]
         deadline = loop.call_later(header["timeout"], self._give_up, token, "timeout")

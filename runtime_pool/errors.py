@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = (
+    "WRAPPER_LINES",
     "HeapLimitExceeded",
     "InvalidValue",
     "MemoryLimitExceeded",
@@ -12,9 +13,18 @@ __all__ = (
     "RuntimePoolError",
     "SandboxCrashed",
     "ScriptError",
+    "ScriptSyntaxError",
     "ScriptTimeout",
     "ValueTooLarge",
 )
+
+
+# Lines before a script's first line in the function the sandbox compiles (V8's
+# "async function anonymous(<params>" and ") {" header, then '"use strict";'): the
+# ``<anonymous>:L:C`` frames of a :class:`ScriptError`'s ``stack`` are at script line
+# ``L - WRAPPER_LINES``. Kept in step with compile() in _glue.js (tests check it).
+# :class:`ScriptSyntaxError` positions are in the script's own lines already.
+WRAPPER_LINES = 3
 
 
 class RuntimePoolError(Exception):
@@ -34,6 +44,20 @@ class ScriptError(RuntimePoolError):
         self.name = name
         self.message = message
         self.stack = stack
+
+
+class ScriptSyntaxError(ScriptError):
+    """The script does not compile; ``line`` and ``column`` (1-based) are in its own code.
+
+    Either may be ``None`` when the position could not be found.
+    """
+
+    def __init__(self, message: str, line: int | None, column: int | None) -> None:
+        super().__init__("SyntaxError", message)
+        self.line = line
+        self.column = column
+        where = f" (line {line}" + (f", column {column}" if column is not None else "") + ")"
+        self.args = (f"SyntaxError: {message}" + (where if line is not None else ""),)
 
 
 class ScriptTimeout(RuntimePoolError):

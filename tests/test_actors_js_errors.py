@@ -11,7 +11,7 @@ import pytest
 from actors import Engine, Retry, Workflow
 from actors._stack import WRAPPER_LINES, map_stack, source_line
 from actors._values import first_non_json
-from actors.errors import ScriptFailed
+from actors.errors import ScriptFailed, StepSyntaxError
 from runtime_pool import RuntimePool
 
 # Stacks as the sandbox reports them (captured from real runs).
@@ -104,18 +104,23 @@ async def test_a_failing_step_reports_its_own_line_column_and_source() -> None:
 @pytest.mark.anyio
 @pytest.mark.timeout(40)
 async def test_syntax_and_reference_errors_are_not_retried() -> None:
-    result = await run_steps(
-        {"syntax": "return (", "missing_host": "return await send_mail('a');"}, attempts=3
-    )
-    syntax, missing = result.steps["syntax"], result.steps["missing_host"]
-    assert syntax.error is not None and syntax.error.name == "SyntaxError"
+    # A SyntaxError is found before the run (tests/test_actors_syntax.py); a
+    # ReferenceError to a host function the engine lacks is not retried.
+    wf = Workflow("errors")
+    wf.add_step("syntax", js="return (", retry=Retry(attempts=3, delay=0.01))
+    async with RuntimePool(size=1) as pool, Engine(pool=pool) as engine:
+        with pytest.raises(StepSyntaxError, match="step 'syntax' line 1 col 9"):
+            await engine.run(wf)
+        assert pool.statistics().runs == 0
+    result = await run_steps({"missing_host": "return await send_mail('a');"}, attempts=3)
+    missing = result.steps["missing_host"]
     assert missing.error is not None and missing.error.name == "ReferenceError"
     assert missing.error.message == (
         "send_mail is not defined (no host function 'send_mail' in the engine's api; it has: none)"
     )
     assert missing.error.line == 1
-    assert not syntax.error.retryable and not missing.error.retryable
-    assert syntax.attempts == missing.attempts == 1
+    assert not missing.error.retryable
+    assert missing.attempts == 1
 
 
 def test_first_non_json_names_the_path_and_the_type() -> None:

@@ -1,0 +1,59 @@
+"""Every step's JS compiled in the sandbox before a run starts: syntax errors up front.
+
+The compile happens in a worker of the runner (``runtime_pool.RuntimePool.check``),
+never in the host process. A runner without ``check`` (a test fake) is not asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from actors._stack import source_line
+from actors._workflow import Workflow
+from actors.errors import StepSyntaxError
+
+__all__ = ("STEP_GLOBALS", "CheckedScripts", "check_workflow")
+
+# The globals every step runs with (see StepActor._globals); with the api names they
+# are the parameters of the compiled script, so a step may not redeclare them.
+STEP_GLOBALS = ("deps", "ctx")
+
+
+async def check_workflow(runner: Any, workflow: Workflow, api: Iterable[str] = ()) -> None:
+    """Compile each step's JS in ``runner``'s sandbox; raise :class:`StepSyntaxError`."""
+    await CheckedScripts().check(runner, workflow, api)
+
+
+class CheckedScripts:
+    """The scripts an engine has compiled already, so each is checked once."""
+
+    def __init__(self) -> None:
+        self._good: set[tuple[str, tuple[str, ...]]] = set()
+
+    async def check(self, runner: Any, workflow: Workflow, api: Iterable[str] = ()) -> None:
+        """Raise :class:`StepSyntaxError` for the first step (in order) that does not compile."""
+        check = getattr(runner, "check", None)
+        if check is None:
+            return
+        from runtime_pool.errors import ScriptSyntaxError
+
+        names = (*STEP_GLOBALS, *api)
+        for step in workflow.steps.values():
+            key = (step.js, names)
+            if key in self._good:
+                continue
+            try:
+                await check(step.js, names=names)
+            except ScriptSyntaxError as exc:
+                raise StepSyntaxError(
+                    step.name,
+                    exc.message,
+                    line=exc.line,
+                    column=exc.column,
+                    source_line=source_line(step.js, exc.line),
+                    workflow=workflow.name,
+                ) from None
+            if len(self._good) >= 4096:
+                self._good.clear()
+            self._good.add(key)

@@ -8,6 +8,7 @@ lifecycle event published, so a run's events are in causal order.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -49,7 +50,8 @@ class RunScope:
     timeout: float
     retry: Retry
     results: dict[str, StepResult] = field(default_factory=dict)
-    running: dict[str, tuple[int, float]] = field(default_factory=dict)  # attempt, start
+    # attempt, and when the step's first script started (None: still waiting to start)
+    running: dict[str, tuple[int, float | None]] = field(default_factory=dict)
 
 
 class StepActor:
@@ -67,6 +69,7 @@ class StepActor:
         self._inbox = inbox
         self._outboxes = outboxes
         self._upstream = upstream
+        self._began: float | None = None  # when the first attempt's script started
 
     async def run(self) -> None:
         try:
@@ -113,13 +116,11 @@ class StepActor:
     async def _execute(self, deps: dict[str, Any]) -> Completed | Failed:
         scope, step = self._scope, self._step
         retry = step.retry or scope.retry
-        started = time.monotonic()
         logs: list[LogEntry] = []
         attempt = 0
         while True:
             attempt += 1
-            scope.running[step.name] = (attempt, started)
-            await self._emit_started(attempt)
+            scope.running[step.name] = (attempt, self._began)
             outcome = await run_attempt(
                 scope.runner,
                 step=step.name,
@@ -128,13 +129,14 @@ class StepActor:
                 globals=self._globals(deps, attempt),
                 api=scope.api,
                 step_timeout=step.timeout or scope.timeout,
+                announce=functools.partial(self._announce, attempt),
             )
             logs.extend(outcome.logs)
             if not isinstance(outcome, AttemptFailed):
-                return await self._complete(outcome.value, attempt, started, tuple(logs))
+                return await self._complete(outcome.value, attempt, tuple(logs))
             error = outcome.error
             if not (error.retryable and retry.should_retry(attempt)):
-                return await self._fail(error, attempt, started, tuple(logs))
+                return await self._fail(error, attempt, tuple(logs))
             await self._wait_to_retry(error, attempt, retry.delay_after(attempt), outcome.logs)
 
     def _globals(self, deps: dict[str, Any], attempt: int) -> dict[str, Any]:
@@ -143,11 +145,19 @@ class StepActor:
         ctx = {"event": scope.event, **scope.context, "run": {**run, "attempt": attempt}}
         return {"deps": deps, "ctx": ctx}
 
-    async def _emit_started(self, attempt: int) -> None:
-        scope = self._scope
+    async def _announce(self, attempt: int, timestamp: float, began: float) -> None:
+        """The attempt's script started on a worker at ``timestamp``: say so."""
+        scope, name = self._scope, self._step.name
+        if self._began is None:
+            self._began = began
+        scope.running[name] = (attempt, self._began)
         await scope.emit(
             StepStarted(
-                run_id=scope.run_id, workflow=scope.workflow, step=self._step.name, attempt=attempt
+                run_id=scope.run_id,
+                workflow=scope.workflow,
+                step=name,
+                attempt=attempt,
+                timestamp=timestamp,
             )
         )
 
@@ -167,17 +177,13 @@ class StepActor:
         await scope.emit(event)
         await anyio.sleep(delay)
 
-    async def _complete(
-        self, value: Any, attempt: int, started: float, logs: tuple[LogEntry, ...]
-    ) -> Completed:
-        fields = self._record("completed", attempt, started, logs, result=value)
+    async def _complete(self, value: Any, attempt: int, logs: tuple[LogEntry, ...]) -> Completed:
+        fields = self._record("completed", attempt, logs, result=value)
         await self._scope.emit(StepCompleted(result=value, **fields))
         return Completed(self._step.name, value)
 
-    async def _fail(
-        self, error: StepError, attempt: int, started: float, logs: tuple[LogEntry, ...]
-    ) -> Failed:
-        fields = self._record("failed", attempt, started, logs, error=error)
+    async def _fail(self, error: StepError, attempt: int, logs: tuple[LogEntry, ...]) -> Failed:
+        fields = self._record("failed", attempt, logs, error=error)
         await self._scope.emit(StepFailed(error=error, **fields))
         return Failed(self._step.name, error)
 
@@ -185,13 +191,16 @@ class StepActor:
         self,
         status: Literal["completed", "failed"],
         attempt: int,
-        started: float,
         logs: tuple[LogEntry, ...],
         **outcome: Any,
     ) -> dict[str, Any]:
-        """Record the step's final result; return the fields of its lifecycle event."""
+        """Record the step's final result; return the fields of its lifecycle event.
+
+        The duration counts from the first attempt's start on a worker (0 if no
+        attempt started): waiting for capacity is not part of it.
+        """
         scope, name = self._scope, self._step.name
-        duration = time.monotonic() - started
+        duration = 0.0 if self._began is None else time.monotonic() - self._began
         scope.results[name] = StepResult(
             name, status, attempts=attempt, duration=duration, logs=logs, **outcome
         )

@@ -5,7 +5,10 @@ This is the one boundary that sees :mod:`runtime_pool.errors`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,17 +50,94 @@ async def run_attempt(
     globals: Mapping[str, Any],
     api: Mapping[str, Callable[..., Any]],
     step_timeout: float,
+    announce: Callable[[float, float], Awaitable[None]],
 ) -> ExecutionLike | AttemptFailed:
-    """Run the step's JS once; a failure is returned, never raised (cancellation is)."""
+    """Run the step's JS once; a failure is returned, never raised (cancellation is).
+
+    ``announce(timestamp, monotonic)`` is awaited (beside the script) once the
+    script has started on a worker; it has returned before this function does. Waiting for
+    capacity is not part of ``step_timeout``: the backstop counts from the start.
+    """
+    start = _Start(step_timeout + BACKSTOP_GRACE)
+    outcome: ExecutionLike | AttemptFailed
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(start.announce, announce)
+        try:
+            outcome = await _attempt(runner, start, step, attempt, js, globals, api, step_timeout)
+        finally:
+            start.settle()
+    return outcome
+
+
+async def _attempt(
+    runner: StepRunner,
+    start: _Start,
+    step: str,
+    attempt: int,
+    js: str,
+    globals: Mapping[str, Any],
+    api: Mapping[str, Callable[..., Any]],
+    timeout: float,
+) -> ExecutionLike | AttemptFailed:
     try:
-        with anyio.fail_after(step_timeout + BACKSTOP_GRACE):
-            return await runner.execute(js, globals=globals, api=api, timeout=step_timeout)
-    except TimeoutError as exc:
-        error = StepTimedOut(step, step_timeout, attempt=attempt, cause=exc)
-        return AttemptFailed(error, ())
+        with start.backstop:
+            return await _execute(runner, start, js, globals, api, timeout)
     except Exception as exc:
         logs = tuple(getattr(exc, "logs", ()) or ())
         return AttemptFailed(translate_error(exc, step=step, attempt=attempt), logs)
+    # only the backstop gets here: the runner overran its own deadline
+    return AttemptFailed(StepTimedOut(step, timeout, attempt=attempt), ())
+
+
+async def _execute(
+    runner: StepRunner,
+    start: _Start,
+    js: str,
+    globals: Mapping[str, Any],
+    api: Mapping[str, Callable[..., Any]],
+    timeout: float,
+) -> ExecutionLike:
+    if _takes_on_start(type(runner)):
+        return await runner.execute(
+            js, globals=globals, api=api, timeout=timeout, on_start=start.started
+        )
+    start.started()  # a runner without on_start: its start is unknown, say now
+    return await runner.execute(js, globals=globals, api=api, timeout=timeout)
+
+
+class _Start:
+    """When the script started: arms the backstop, lets the announcement go out."""
+
+    def __init__(self, backstop_after: float) -> None:
+        self.backstop = anyio.CancelScope()
+        self._after = backstop_after
+        self._at: tuple[float, float] | None = None
+        self._settled = anyio.Event()
+
+    def started(self) -> None:
+        if self._at is None:
+            self._at = (time.time(), time.monotonic())
+            self.backstop.deadline = anyio.current_time() + self._after
+            self._settled.set()
+
+    def settle(self) -> None:
+        """The attempt is over: an announcement not yet due will not be made."""
+        self._settled.set()
+
+    async def announce(self, announce: Callable[[float, float], Awaitable[None]]) -> None:
+        await self._settled.wait()
+        if self._at is not None:
+            await announce(*self._at)
+
+
+@functools.cache
+def _takes_on_start(runner_type: type) -> bool:
+    execute = getattr(runner_type, "execute", None)
+    try:
+        parameters = inspect.signature(execute).parameters.values()  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == "on_start" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def translate_error(exc: Exception, *, step: str, attempt: int) -> StepError:

@@ -149,8 +149,11 @@ class Run:
         running = self._scope.running.get(name)
         if running is not None:
             attempts, started = running
-            duration = time.monotonic() - started
-            reason = "run cancelled while running"
+            duration = 0.0 if started is None else time.monotonic() - started
+            if started is None:
+                reason = "run cancelled while the step waited to start"
+            else:
+                reason = "run cancelled while running"
             return StepResult(
                 name, "cancelled", reason=reason, attempts=attempts, duration=duration
             )

@@ -341,9 +341,11 @@ async def test_cancelling_a_run_stops_running_steps_and_skips_the_rest() -> None
     wf.add_step("done", js="return 1;")
     wf.add_step("hang", js="hang")
     wf.add_step("later", js="return 2;", after=["hang", "done"])
-    async with Engine(pool=FakeRunner({"hang": hang})) as engine:
+    engine = Engine(pool=FakeRunner({"hang": hang}))
+    async with engine, engine.bus.subscribe("step.completed") as completed:
         handle = await engine.start(wf)
-        with anyio.fail_after(1):
+        with anyio.fail_after(5):
+            assert (await completed.receive()).step == "done"
             await running.wait()
             result = await handle.cancel()
     assert stopped.is_set()

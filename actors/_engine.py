@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from actors._admission import Admission, EngineStatistics, run_admitted
 from actors._bus import EventBus
 from actors._events import Published
 from actors._logging import log_lifecycle_events
@@ -25,6 +26,7 @@ from actors.errors import EngineNotRunning, InvalidOption
 __all__ = ("Engine",)
 
 _RESERVED_CONTEXT = ("event", "run")
+DEFAULT_MAX_ACTIVE_RUNS = 1000
 
 
 class Engine:
@@ -37,6 +39,8 @@ class Engine:
     the engine and closed on exit; an open pool is left open. ``bus``: the event
     bus (a new one by default). ``timeout`` and ``retry``: step defaults.
     ``log_events``: log every lifecycle event through structlog.
+    ``max_active_runs``: how many runs may be under way at once; past it
+    :meth:`start` (and so a trigger) waits for a run to end.
     """
 
     def __init__(
@@ -49,10 +53,13 @@ class Engine:
         timeout: float = 30.0,
         retry: Retry | None = None,
         log_events: bool = False,
+        max_active_runs: int = DEFAULT_MAX_ACTIVE_RUNS,
     ) -> None:
         self._api = MappingProxyType(dict(api or {}))
         self._context = MappingProxyType(dict(context or {}))
         _check_options(self._api, self._context, timeout, retry)
+        _check_max_active_runs(max_active_runs)
+        self._admission = Admission(max_active_runs)
         self._pool = pool
         self._bus = bus if bus is not None else EventBus()
         self._timeout = float(timeout)
@@ -107,13 +114,25 @@ class Engine:
     # -- runs ------------------------------------------------------------------------
 
     async def start(self, workflow: Workflow, *, event: Any = None) -> RunHandle:
-        """Validate and freeze ``workflow``, start a run, and return its handle at once."""
-        if self._task_group is None or self._env is None:
+        """Validate and freeze ``workflow``, start a run, and return its handle.
+
+        Returns as soon as the run is admitted: at once unless ``max_active_runs``
+        runs are under way, else when one of them ends.
+        """
+        if self._task_group is None:
             raise EngineNotRunning()
         workflow.freeze()
+        await self._admission.enter()
+        if self._task_group is None or self._env is None:
+            self._admission.abandon()  # the engine stopped while we waited
+            raise EngineNotRunning()
         run = Run(workflow, event=event, env=self._env)
-        await self._task_group.start(run.execute)
+        await self._task_group.start(run_admitted, self._admission, run)
         return RunHandle(run)
+
+    def statistics(self) -> EngineStatistics:
+        """Runs active, waiting to start, and finished (by status) so far."""
+        return self._admission.statistics()
 
     async def run(self, workflow: Workflow, *, event: Any = None) -> RunResult:
         """Run ``workflow`` with ``ctx.event = event`` and return its :class:`RunResult`.
@@ -156,6 +175,11 @@ class Engine:
                     await self.start(workflow, event=message.payload)
         finally:
             subscription.close()
+
+
+def _check_max_active_runs(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidOption("max_active_runs", "must be a positive integer", value=value)
 
 
 def _check_options(

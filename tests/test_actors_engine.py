@@ -141,7 +141,7 @@ async def test_independent_sources_start_before_either_finishes() -> None:
         started.append(s.step)
         if len(started) == 2:
             both_started.set()
-        with anyio.fail_after(2):
+        with anyio.fail_after(5):
             await both_started.wait()  # deadlocks (and fails) if sources ran one by one
         return s.step
 
@@ -385,7 +385,7 @@ async def test_cancelling_the_caller_of_run_cancels_the_run() -> None:
             tg.start_soon(engine.run, wf)
             await running.wait()
             tg.cancel_scope.cancel()
-        with anyio.fail_after(1):
+        with anyio.fail_after(5):
             await stopped.wait()
 
 
@@ -399,7 +399,7 @@ async def test_leaving_the_engine_cancels_what_still_runs() -> None:
     wf = Workflow("w")
     wf.add_step("hang", js="hang")
     runner = FakeRunner({"hang": hang})
-    with anyio.fail_after(2):
+    with anyio.fail_after(5):
         async with Engine(pool=runner) as engine:
             handle = await engine.start(wf)
             await running.wait()

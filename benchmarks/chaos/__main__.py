@@ -25,11 +25,11 @@ MiB = 2**20
 
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "small": {
-        "fault_storm": {"runs": 150},
-        "kill_storm": {"runs": 40},
+        "fault_storm": {"runs": 120},
+        "kill_storm": {"runs": 30},
         "cancel": {"runs": 100, "within": 1.0},
-        "soak": {"runs": 1500, "worker_budget": 512 * MiB},
-        "bus": {"runs": 150},
+        "soak": {"runs": 600, "worker_budget": 512 * MiB},
+        "bus": {"runs": 100},
     },
     "full": {
         "fault_storm": {"runs": 1000},

@@ -6,7 +6,9 @@ import asyncio
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -44,10 +46,20 @@ def _children() -> int:
     return found
 
 
+def _threads() -> int:
+    """Threads, less anyio's idle worker-thread cache (kept by the event loop for the
+    next ``to_thread`` call and stopped by anyio, not by the engine); busy ones count."""
+    count = 0
+    for thread in threading.enumerate():
+        idle = getattr(thread, "idle_workers", None)
+        count += not (type(thread).__name__ == "WorkerThread" and idle and thread in idle)
+    return count
+
+
 def census() -> Census:
     return Census(
         tasks=len(asyncio.all_tasks()),
-        threads=threading.active_count(),
+        threads=_threads(),
         fds=len(os.listdir("/proc/self/fd")),
         children=_children(),
     )
@@ -94,16 +106,34 @@ def soak_workflow() -> Workflow:
     return wf
 
 
-async def soak(
-    *, runs: int, concurrency: int = 50, warmup: int | None = None, worker_budget: int = 0
-) -> SoakReport:
-    """``runs`` two-step runs, ``concurrency`` at a time; RSS after ``warmup`` runs and at
-    the end; the census of tasks, threads, fds and processes before and after."""
-    warmup = warmup if warmup is not None else max(concurrency, runs // 10)
+def _host_call(sync: bool) -> Callable[[int], Any]:
+    if sync:  # a plain function: the pool runs it in a worker thread
+
+        def call_sync(n: int) -> int:
+            return n
+
+        return call_sync
 
     async def call(n: int) -> int:
         await anyio.lowlevel.checkpoint()
         return n
+
+    return call
+
+
+async def soak(
+    *,
+    runs: int,
+    concurrency: int = 50,
+    warmup: int | None = None,
+    worker_budget: int = 0,
+    sync_host: bool = False,
+) -> SoakReport:
+    """``runs`` two-step runs, ``concurrency`` at a time; RSS after ``warmup`` runs and at
+    the end; the census of tasks, threads, fds and processes before and after.
+    ``sync_host``: the host function is a plain (threaded) function, not async."""
+    warmup = warmup if warmup is not None else max(concurrency, runs // 10)
+    call = _host_call(sync_host)
 
     wf, pending = soak_workflow(), iter(range(runs))
     completed, warm = 0, (0, 0)

@@ -26,7 +26,7 @@ from actors.errors import EngineNotRunning, InvalidOption
 __all__ = ("Engine",)
 
 _RESERVED_CONTEXT = ("event", "run")
-DEFAULT_MAX_ACTIVE_RUNS = 1000
+DEFAULT_MAX_ACTIVE_RUNS = 100
 
 
 class Engine:

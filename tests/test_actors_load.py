@@ -247,3 +247,7 @@ async def test_a_trigger_waits_for_admission_and_serves_every_event_in_order() -
 def test_max_active_runs_must_be_a_positive_integer(value: Any) -> None:
     with pytest.raises(InvalidOption, match="max_active_runs"):
         Engine(pool=FakeRunner(), max_active_runs=value)
+
+
+def test_the_default_admits_a_hundred_runs_at_once() -> None:
+    assert Engine(pool=FakeRunner()).statistics().max_active_runs == 100

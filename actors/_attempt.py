@@ -58,66 +58,48 @@ async def run_attempt(
     script has started on a worker; it has returned before this function does. Waiting for
     capacity is not part of ``step_timeout``: the backstop counts from the start.
     """
-    start = _Start(step_timeout + BACKSTOP_GRACE)
+    start = _Start(step_timeout)
+    execute = functools.partial(runner.execute, js, globals=globals, api=api, timeout=step_timeout)
+    if _takes_on_start(type(runner)):
+        execute = functools.partial(execute, on_start=start.started)
+    else:
+        start.started()  # a runner without on_start: its start is unknown, say now
     outcome: ExecutionLike | AttemptFailed
     async with anyio.create_task_group() as tg:
         tg.start_soon(start.announce, announce)
         try:
-            outcome = await _attempt(runner, start, step, attempt, js, globals, api, step_timeout)
+            outcome = await _attempt(execute, start, step=step, attempt=attempt)
         finally:
             start.settle()
     return outcome
 
 
 async def _attempt(
-    runner: StepRunner,
-    start: _Start,
-    step: str,
-    attempt: int,
-    js: str,
-    globals: Mapping[str, Any],
-    api: Mapping[str, Callable[..., Any]],
-    timeout: float,
+    execute: Callable[[], Awaitable[ExecutionLike]], start: _Start, *, step: str, attempt: int
 ) -> ExecutionLike | AttemptFailed:
     try:
         with start.backstop:
-            return await _execute(runner, start, js, globals, api, timeout)
+            return await execute()
     except Exception as exc:
         logs = tuple(getattr(exc, "logs", ()) or ())
         return AttemptFailed(translate_error(exc, step=step, attempt=attempt), logs)
     # only the backstop gets here: the runner overran its own deadline
-    return AttemptFailed(StepTimedOut(step, timeout, attempt=attempt), ())
-
-
-async def _execute(
-    runner: StepRunner,
-    start: _Start,
-    js: str,
-    globals: Mapping[str, Any],
-    api: Mapping[str, Callable[..., Any]],
-    timeout: float,
-) -> ExecutionLike:
-    if _takes_on_start(type(runner)):
-        return await runner.execute(
-            js, globals=globals, api=api, timeout=timeout, on_start=start.started
-        )
-    start.started()  # a runner without on_start: its start is unknown, say now
-    return await runner.execute(js, globals=globals, api=api, timeout=timeout)
+    return AttemptFailed(StepTimedOut(step, start.timeout, attempt=attempt), ())
 
 
 class _Start:
     """When the script started: arms the backstop, lets the announcement go out."""
 
-    def __init__(self, backstop_after: float) -> None:
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
         self.backstop = anyio.CancelScope()
-        self._after = backstop_after
         self._at: tuple[float, float] | None = None
         self._settled = anyio.Event()
 
     def started(self) -> None:
         if self._at is None:
             self._at = (time.time(), time.monotonic())
-            self.backstop.deadline = anyio.current_time() + self._after
+            self.backstop.deadline = anyio.current_time() + self.timeout + BACKSTOP_GRACE
             self._settled.set()
 
     def settle(self) -> None:

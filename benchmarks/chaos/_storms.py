@@ -6,6 +6,7 @@ Each case returns a report whose ``problems()`` lists every broken guarantee
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -188,8 +189,9 @@ async def kill_storm(
                     await anyio.sleep(every)
                     pids = pool.worker_pids()
                     if pids:
-                        os.kill(chooser.choice(sorted(pids)), signal.SIGKILL)
-                        kills += 1
+                        with contextlib.suppress(ProcessLookupError):  # it died meanwhile
+                            os.kill(chooser.choice(sorted(pids)), signal.SIGKILL)
+                            kills += 1
 
             async with anyio.create_task_group() as tg:
                 await tg.start(log.collect, engine)

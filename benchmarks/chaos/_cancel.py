@@ -53,7 +53,7 @@ def _result_problems(n: int, result: RunResult) -> list[str]:
 
 
 async def cancel_storm(
-    *, runs: int, within: float = 0.3, io_delay: float = 0.02, seed: int = 9
+    *, runs: int, within: float = 1.0, io_delay: float = 0.005, seed: int = 9
 ) -> CancelReport:
     """Start ``runs`` runs at once and cancel each after a random delay in ``[0, within)``.
 

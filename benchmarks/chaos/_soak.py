@@ -65,6 +65,17 @@ def census() -> Census:
     )
 
 
+async def settled_census(expected: Census, limit: float = 5.0) -> Census:
+    """The census once it equals ``expected``, or after ``limit`` s: threads that are
+    ending (asyncio's ``waitpid`` thread of a worker that just exited) get to end."""
+    with anyio.move_on_after(limit):
+        for _ in iter(int, 1):  # until settled or out of time
+            if census() == expected:
+                break
+            await anyio.sleep(0.01)
+    return census()
+
+
 @dataclass(slots=True)
 class SoakReport:
     runs: int
@@ -164,7 +175,7 @@ async def soak(
         worker_rss_warm=warm[1],
         worker_rss_end=end[1],
         before=before,
-        after=census(),
+        after=await settled_census(before),
         engine=stats,
         worker_budget=worker_budget,
     )

@@ -13,6 +13,7 @@ from actors._events import (
     RunStarted,
     StepCompleted,
     StepFailed,
+    StepLogged,
     StepRetrying,
     StepSkipped,
     StepStarted,
@@ -23,6 +24,7 @@ from actors._retry import Retry
 from actors._run import RunHandle
 from actors._runner import StepRunner
 from actors._subscription import Policy, SubscriberStatistics, Subscription
+from actors._trigger import Trigger
 from actors._workflow import Step, Workflow
 
 __all__ = (
@@ -45,6 +47,7 @@ __all__ = (
     "Step",
     "StepCompleted",
     "StepFailed",
+    "StepLogged",
     "StepResult",
     "StepRetrying",
     "StepRunner",
@@ -53,6 +56,7 @@ __all__ = (
     "StepStatus",
     "SubscriberStatistics",
     "Subscription",
+    "Trigger",
     "Workflow",
     "log_lifecycle_events",
 )

@@ -8,16 +8,17 @@ lifecycle event published, so a run's events are in causal order.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from actors._attempt import AttemptFailed, run_attempt
+from actors._console import can_stream_logs, streamed_console
 from actors._events import (
     LifecycleEvent,
     StepCompleted,
@@ -29,7 +30,7 @@ from actors._events import (
 from actors._messages import Completed, Failed, Message, Skipped
 from actors._results import StepResult
 from actors._retry import Retry
-from actors._runner import LogEntry, StepRunner
+from actors._runner import ExecutionLike, LogEntry, StepRunner
 from actors._workflow import Step
 from actors.errors import StepError
 
@@ -121,23 +122,40 @@ class StepActor:
         while True:
             attempt += 1
             scope.running[step.name] = (attempt, self._began)
-            outcome = await run_attempt(
-                scope.runner,
-                step=step.name,
-                attempt=attempt,
-                js=step.js,
-                globals=self._globals(deps, attempt),
-                api=scope.api,
-                step_timeout=step.timeout or scope.timeout,
-                announce=functools.partial(self._announce, attempt),
-            )
+            outcome = await self._attempt(deps, attempt)
             logs.extend(outcome.logs)
+            done = (attempt, tuple(logs), tuple(outcome.logs))
             if not isinstance(outcome, AttemptFailed):
-                return await self._complete(outcome.value, attempt, tuple(logs))
+                return await self._complete(outcome.value, *done)
             error = outcome.error
             if not (error.retryable and retry.should_retry(attempt)):
-                return await self._fail(error, attempt, tuple(logs))
+                return await self._fail(error, *done)
             await self._wait_to_retry(error, attempt, retry.delay_after(attempt), outcome.logs)
+
+    async def _attempt(self, deps: dict[str, Any], attempt: int) -> ExecutionLike | AttemptFailed:
+        scope, step = self._scope, self._step
+        announced = anyio.Event()
+        call = partial(
+            run_attempt,
+            scope.runner,
+            step=step.name,
+            attempt=attempt,
+            js=step.js,
+            globals=self._globals(deps, attempt),
+            api=scope.api,
+            step_timeout=step.timeout or scope.timeout,
+            announce=partial(self._announce, attempt, announced),
+        )
+        if not can_stream_logs(scope.runner):
+            return await call()
+
+        async def emit_after_start(event: LifecycleEvent) -> None:
+            await announced.wait()  # console lines follow step.started
+            await scope.emit(event)
+
+        ids = {"run_id": scope.run_id, "workflow": scope.workflow, "step": step.name}
+        async with streamed_console(emit_after_start, attempt=attempt, **ids) as on_log:
+            return await call(on_log=on_log)
 
     def _globals(self, deps: dict[str, Any], attempt: int) -> dict[str, Any]:
         scope = self._scope
@@ -145,21 +163,26 @@ class StepActor:
         ctx = {"event": scope.event, **scope.context, "run": {**run, "attempt": attempt}}
         return {"deps": deps, "ctx": ctx}
 
-    async def _announce(self, attempt: int, timestamp: float, began: float) -> None:
+    async def _announce(
+        self, attempt: int, announced: anyio.Event, timestamp: float, began: float
+    ) -> None:
         """The attempt's script started on a worker at ``timestamp``: say so."""
         scope, name = self._scope, self._step.name
         if self._began is None:
             self._began = began
         scope.running[name] = (attempt, self._began)
-        await scope.emit(
-            StepStarted(
-                run_id=scope.run_id,
-                workflow=scope.workflow,
-                step=name,
-                attempt=attempt,
-                timestamp=timestamp,
+        try:
+            await scope.emit(
+                StepStarted(
+                    run_id=scope.run_id,
+                    workflow=scope.workflow,
+                    step=name,
+                    attempt=attempt,
+                    timestamp=timestamp,
+                )
             )
-        )
+        finally:
+            announced.set()
 
     async def _wait_to_retry(
         self, error: StepError, attempt: int, delay: float, logs: tuple[LogEntry, ...]
@@ -177,13 +200,13 @@ class StepActor:
         await scope.emit(event)
         await anyio.sleep(delay)
 
-    async def _complete(self, value: Any, attempt: int, logs: tuple[LogEntry, ...]) -> Completed:
-        fields = self._record("completed", attempt, logs, result=value)
+    async def _complete(self, value: Any, *done: Any) -> Completed:
+        fields = self._record("completed", *done, result=value)
         await self._scope.emit(StepCompleted(result=value, **fields))
         return Completed(self._step.name, value)
 
-    async def _fail(self, error: StepError, attempt: int, logs: tuple[LogEntry, ...]) -> Failed:
-        fields = self._record("failed", attempt, logs, error=error)
+    async def _fail(self, error: StepError, *done: Any) -> Failed:
+        fields = self._record("failed", *done, error=error)
         await self._scope.emit(StepFailed(error=error, **fields))
         return Failed(self._step.name, error)
 
@@ -192,9 +215,11 @@ class StepActor:
         status: Literal["completed", "failed"],
         attempt: int,
         logs: tuple[LogEntry, ...],
+        attempt_logs: tuple[LogEntry, ...],
         **outcome: Any,
     ) -> dict[str, Any]:
-        """Record the step's final result; return the fields of its lifecycle event.
+        """Record the step's final result (with every attempt's console lines); return
+        the fields of its lifecycle event (with the last attempt's lines).
 
         The duration counts from the first attempt's start on a worker (0 if no
         attempt started): waiting for capacity is not part of it.
@@ -211,7 +236,7 @@ class StepActor:
             "step": name,
             "attempt": attempt,
             "duration": duration,
-            "logs": logs,
+            "logs": attempt_logs,
         }
 
 

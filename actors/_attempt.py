@@ -13,15 +13,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import structlog
 
+from actors._log import get_logger
 from actors._runner import ExecutionLike, LogEntry, StepRunner
-from actors.errors import SandboxFailed, ScriptFailed, StepError, StepTimedOut
+from actors._stack import script_failed
+from actors._values import first_non_json
+from actors.errors import SandboxFailed, StepError, StepTimedOut
 from runtime_pool import errors as pool_errors
 
 __all__ = ("AttemptFailed", "run_attempt")
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 # Past the runner's own deadline, the engine gives it this long before giving up.
 BACKSTOP_GRACE = 5.0
@@ -51,38 +53,52 @@ async def run_attempt(
     api: Mapping[str, Callable[..., Any]],
     step_timeout: float,
     announce: Callable[[float, float], Awaitable[None]],
+    on_log: Callable[[Any], None] | None = None,
 ) -> ExecutionLike | AttemptFailed:
     """Run the step's JS once; a failure is returned, never raised (cancellation is).
 
-    ``announce(timestamp, monotonic)`` is awaited (beside the script) once the
-    script has started on a worker; it has returned before this function does. Waiting for
+    ``announce(timestamp, monotonic)`` is awaited (beside the script) once the script
+    has started on a worker; it has returned before this function does. Waiting for
     capacity is not part of ``step_timeout``: the backstop counts from the start.
+    ``on_log`` is passed to a runner that streams console lines (see ``_console``).
     """
     start = _Start(step_timeout)
-    execute = functools.partial(runner.execute, js, globals=globals, api=api, timeout=step_timeout)
+    options: dict[str, Any] = {} if on_log is None else {"on_log": on_log}
     if _takes_on_start(type(runner)):
-        execute = functools.partial(execute, on_start=start.started)
+        options["on_start"] = start.started
     else:
         start.started()  # a runner without on_start: its start is unknown, say now
+    execute = functools.partial(
+        runner.execute, js, globals=globals, api=api, timeout=step_timeout, **options
+    )
     outcome: ExecutionLike | AttemptFailed
     async with anyio.create_task_group() as tg:
         tg.start_soon(start.announce, announce)
         try:
-            outcome = await _attempt(execute, start, step=step, attempt=attempt)
+            outcome = await _attempt(execute, start, step, attempt, js, globals, api)
         finally:
             start.settle()
     return outcome
 
 
 async def _attempt(
-    execute: Callable[[], Awaitable[ExecutionLike]], start: _Start, *, step: str, attempt: int
+    execute: Callable[[], Awaitable[ExecutionLike]],
+    start: _Start,
+    step: str,
+    attempt: int,
+    js: str,
+    globals: Mapping[str, Any],
+    api: Mapping[str, Callable[..., Any]],
 ) -> ExecutionLike | AttemptFailed:
     try:
         with start.backstop:
             return await execute()
     except Exception as exc:
         logs = tuple(getattr(exc, "logs", ()) or ())
-        return AttemptFailed(translate_error(exc, step=step, attempt=attempt), logs)
+        failure = translate_error(exc, step=step, attempt=attempt, js=js, api=api)
+        if isinstance(exc, pool_errors.InvalidValue):
+            failure = name_the_value(failure, globals)
+        return AttemptFailed(failure, logs)
     # only the backstop gets here: the runner overran its own deadline
     return AttemptFailed(StepTimedOut(step, start.timeout, attempt=attempt), ())
 
@@ -122,12 +138,35 @@ def _takes_on_start(runner_type: type) -> bool:
     return any(p.name == "on_start" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
-def translate_error(exc: Exception, *, step: str, attempt: int) -> StepError:
+def name_the_value(error: StepError, globals: Mapping[str, Any]) -> StepError:
+    """Say which input the sandbox refused (``ctx.event.when: a datetime is not ...``)."""
+    for name, value in globals.items():
+        found = first_non_json(value, name)
+        if found is not None:
+            path, reason = found
+            message = f"{path}: {reason} (the sandbox takes JSON-like data only)"
+            return SandboxFailed(
+                error.step,
+                error.name,
+                message,
+                attempt=error.attempt,
+                retryable=False,
+                cause=error.cause,
+            )
+    return error
+
+
+def translate_error(
+    exc: Exception,
+    *,
+    step: str,
+    attempt: int,
+    js: str = "",
+    api: Mapping[str, object] | None = None,
+) -> StepError:
     """Map a runner exception to the step error reported for it."""
     if isinstance(exc, pool_errors.ScriptError):
-        return ScriptFailed(
-            step, exc.name, exc.message, attempt=attempt, stack=exc.stack, cause=exc
-        )
+        return script_failed(exc, step=step, attempt=attempt, js=js, host_functions=api or {})
     if isinstance(exc, pool_errors.ScriptTimeout):
         return StepTimedOut(step, exc.timeout, attempt=attempt, cause=exc)
     name = type(exc).__name__

@@ -218,7 +218,7 @@ async def test_a_start_cancelled_while_waiting_takes_no_place() -> None:
     assert engine.statistics().active == 0
 
 
-async def test_a_trigger_waits_for_admission_and_serves_every_event_in_order() -> None:
+async def test_a_triggering_publish_waits_for_admission_first_come_first_served() -> None:
     release = anyio.Event()
     seen: list[int] = []
 
@@ -229,13 +229,21 @@ async def test_a_trigger_waits_for_admission_and_serves_every_event_in_order() -
 
     engine = Engine(pool=FakeRunner({"hold": hold}), max_active_runs=1)
     engine.on("job", _one_step("hold"))
+    published: list[int] = []
+
+    async def publish(n: int) -> None:
+        handles = await engine.bus.publish("job", {"n": n})
+        published.append(len(handles))
+
     async with engine, engine.bus.subscribe("run.completed", max_buffer=10) as done:
-        for n in range(3):
-            await engine.bus.publish("job", {"n": n})
-        await anyio.wait_all_tasks_blocked()
-        stats = engine.statistics()
-        assert (stats.active, stats.waiting) == (1, 1)  # the third event is still queued
-        release.set()
+        async with anyio.create_task_group() as tg:
+            for n in range(3):
+                tg.start_soon(publish, n)
+            await anyio.wait_all_tasks_blocked()
+            stats = engine.statistics()
+            assert (stats.active, stats.waiting) == (1, 2)
+            assert published == [1]  # the first publish returned; two wait for a place
+            release.set()
         with anyio.fail_after(5):
             outputs = [(await done.receive()) for _ in range(3)]
     assert all(isinstance(e, RunCompleted) for e in outputs)

@@ -432,9 +432,12 @@ async def test_timers_fire_and_call_host_functions_within_their_own_run() -> Non
         code = """
             await new Promise((resolve) => {
                 let n = 0;
-                const id = setInterval(async () => {
-                    await record('tick', n);
-                    if (++n === 3) { clearInterval(id); resolve() }
+                const id = setInterval(() => {
+                    // count before awaiting: under load a reply can take longer
+                    // than the 5 ms interval
+                    const tick = n++;
+                    if (n === 3) clearInterval(id);
+                    record('tick', tick).then(() => { if (tick === 2) resolve() });
                 }, 5);
             });
             await new Promise((resolve) => setTimeout(() => record('once').then(resolve), 5));

@@ -74,9 +74,9 @@ def test_example_runs_and_prints_its_result(name: str) -> None:
     for line in EXPECTED[name]:
         assert line in proc.stdout
     if name == "fanout.py":
-        # reads overlapped (2 or more), within the pool's 4 workers; how many depends
-        # on how the scheduler treats the workers, which load changes
-        assert re.search(r"up to [234] chunks read at the same time", proc.stdout)
+        # reads overlapped (2 or more of the 8); how many depends on how soon each
+        # run reaches its worker, which load changes
+        assert re.search(r"up to [2-8] chunks read at the same time", proc.stdout)
 
 
 @pytest.mark.timeout(90)

@@ -25,7 +25,7 @@ MiB = 2**20
 
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "small": {
-        "fault_storm": {"runs": 120},
+        "fault_storm": {"runs": 120, "timeout": 3.0},
         "kill_storm": {"runs": 30},
         "cancel": {"runs": 100, "within": 1.0},
         "soak": {"runs": 600, "worker_budget": 512 * MiB},

@@ -123,7 +123,10 @@ class Run:
         result = self._result(time.monotonic() - started, interrupted=interrupted)
         self.result = result
         try:
-            with anyio.move_on_after(FINAL_EVENT_TIMEOUT, shield=True):
+            if interrupted:  # shielded, so the final event goes out, but not for long
+                with anyio.move_on_after(FINAL_EVENT_TIMEOUT, shield=True):
+                    await self._emit(_final_event(result))
+            else:  # like any event: each subscriber's own policy bounds the wait
                 await self._emit(_final_event(result))
         finally:
             self._done.set()

@@ -149,6 +149,29 @@ async def test_a_step_cancelled_while_it_waits_to_start_says_so() -> None:
     assert result.steps["holder"].reason == "run cancelled while running"
 
 
+async def test_a_run_s_final_event_waits_for_slow_subscribers_like_any_other() -> None:
+    # The block subscriber takes 1.5 s to make room; its block_timeout (3 s) allows it,
+    # so the final event must reach it and every subscriber after it, not be cut off.
+    wf = _one_step("return 1;")
+    engine = Engine(pool=FakeRunner())
+    async with (
+        engine,
+        engine.bus.subscribe("run.*", max_buffer=1, policy="block", block_timeout=3) as slow,
+        engine.bus.subscribe("run.*", max_buffer=10) as other,
+    ):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(engine.run, wf)
+            await anyio.wait_all_tasks_blocked()  # run.completed waits for room in slow
+            await anyio.sleep(1.5)
+            assert (await slow.receive()).topic == "run.started"
+        assert (await slow.receive()).topic == "run.completed"
+        assert [(await other.receive()).topic for _ in range(2)] == [
+            "run.started",
+            "run.completed",
+        ]
+        assert slow.statistics().dropped == 0
+
+
 # ---- admission control ------------------------------------------------------------
 
 

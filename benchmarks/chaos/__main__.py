@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=list(CASES), default=list(CASES))
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    logging.getLogger("asyncio").setLevel(logging.ERROR)  # a killed worker's pipe, by design
     sys.exit(anyio.run(_main, "full" if args.full else "small", args.only))
 
 

@@ -164,7 +164,7 @@ def _attempt_problems(
         failed_early = [a for a in tried[:-1] if fates[name, a] == "ok"]
         step = result.steps[name]
         if failed_early or (step.status == "failed" and step.attempts != most):
-            found.append(f"run {n} step {name}: {step.status} after {tried}")
+            found.append(f"run {n} step {name}: {step.status} after {tried}: {step.error!r}")
     if result.status == "completed" and result.output != expected_output(n):
         found.append(f"run {n}: output {result.output!r}")
     return found

@@ -1,5 +1,6 @@
 """Workflows of sandboxed JavaScript steps, run as a DAG of push-based actors."""
 
+from actors._admission import EngineStatistics
 from actors._bus import BusStatistics, EventBus
 from actors._engine import Engine
 from actors._events import (
@@ -30,6 +31,7 @@ __all__ = (
     "BusEvent",
     "BusStatistics",
     "Engine",
+    "EngineStatistics",
     "EventBus",
     "LifecycleEvent",
     "Policy",

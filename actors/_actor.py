@@ -51,7 +51,8 @@ class RunScope:
     timeout: float
     retry: Retry
     results: dict[str, StepResult] = field(default_factory=dict)
-    running: dict[str, tuple[int, float]] = field(default_factory=dict)  # attempt, start
+    # attempt, and when the step's first script started (None: still waiting to start)
+    running: dict[str, tuple[int, float | None]] = field(default_factory=dict)
 
 
 class StepActor:
@@ -69,6 +70,7 @@ class StepActor:
         self._inbox = inbox
         self._outboxes = outboxes
         self._upstream = upstream
+        self._began: float | None = None  # when the first attempt's script started
 
     async def run(self) -> None:
         try:
@@ -115,16 +117,14 @@ class StepActor:
     async def _execute(self, deps: dict[str, Any]) -> Completed | Failed:
         scope, step = self._scope, self._step
         retry = step.retry or scope.retry
-        started = time.monotonic()
         logs: list[LogEntry] = []
         attempt = 0
         while True:
             attempt += 1
-            scope.running[step.name] = (attempt, started)
-            await self._emit_started(attempt)
+            scope.running[step.name] = (attempt, self._began)
             outcome = await self._attempt(deps, attempt)
             logs.extend(outcome.logs)
-            done = (attempt, started, tuple(logs), tuple(outcome.logs))
+            done = (attempt, tuple(logs), tuple(outcome.logs))
             if not isinstance(outcome, AttemptFailed):
                 return await self._complete(outcome.value, *done)
             error = outcome.error
@@ -134,6 +134,7 @@ class StepActor:
 
     async def _attempt(self, deps: dict[str, Any], attempt: int) -> ExecutionLike | AttemptFailed:
         scope, step = self._scope, self._step
+        announced = anyio.Event()
         call = partial(
             run_attempt,
             scope.runner,
@@ -143,11 +144,17 @@ class StepActor:
             globals=self._globals(deps, attempt),
             api=scope.api,
             step_timeout=step.timeout or scope.timeout,
+            announce=partial(self._announce, attempt, announced),
         )
         if not can_stream_logs(scope.runner):
             return await call()
+
+        async def emit_after_start(event: LifecycleEvent) -> None:
+            await announced.wait()  # console lines follow step.started
+            await scope.emit(event)
+
         ids = {"run_id": scope.run_id, "workflow": scope.workflow, "step": step.name}
-        async with streamed_console(scope.emit, attempt=attempt, **ids) as on_log:
+        async with streamed_console(emit_after_start, attempt=attempt, **ids) as on_log:
             return await call(on_log=on_log)
 
     def _globals(self, deps: dict[str, Any], attempt: int) -> dict[str, Any]:
@@ -156,13 +163,26 @@ class StepActor:
         ctx = {"event": scope.event, **scope.context, "run": {**run, "attempt": attempt}}
         return {"deps": deps, "ctx": ctx}
 
-    async def _emit_started(self, attempt: int) -> None:
-        scope = self._scope
-        await scope.emit(
-            StepStarted(
-                run_id=scope.run_id, workflow=scope.workflow, step=self._step.name, attempt=attempt
+    async def _announce(
+        self, attempt: int, announced: anyio.Event, timestamp: float, began: float
+    ) -> None:
+        """The attempt's script started on a worker at ``timestamp``: say so."""
+        scope, name = self._scope, self._step.name
+        if self._began is None:
+            self._began = began
+        scope.running[name] = (attempt, self._began)
+        try:
+            await scope.emit(
+                StepStarted(
+                    run_id=scope.run_id,
+                    workflow=scope.workflow,
+                    step=name,
+                    attempt=attempt,
+                    timestamp=timestamp,
+                )
             )
-        )
+        finally:
+            announced.set()
 
     async def _wait_to_retry(
         self, error: StepError, attempt: int, delay: float, logs: tuple[LogEntry, ...]
@@ -194,15 +214,18 @@ class StepActor:
         self,
         status: Literal["completed", "failed"],
         attempt: int,
-        started: float,
         logs: tuple[LogEntry, ...],
         attempt_logs: tuple[LogEntry, ...],
         **outcome: Any,
     ) -> dict[str, Any]:
         """Record the step's final result (with every attempt's console lines); return
-        the fields of its lifecycle event (with the last attempt's lines)."""
+        the fields of its lifecycle event (with the last attempt's lines).
+
+        The duration counts from the first attempt's start on a worker (0 if no
+        attempt started): waiting for capacity is not part of it.
+        """
         scope, name = self._scope, self._step.name
-        duration = time.monotonic() - started
+        duration = 0.0 if self._began is None else time.monotonic() - self._began
         scope.results[name] = StepResult(
             name, status, attempts=attempt, duration=duration, logs=logs, **outcome
         )

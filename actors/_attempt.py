@@ -5,7 +5,10 @@ This is the one boundary that sees :mod:`runtime_pool.errors`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import functools
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,27 +52,90 @@ async def run_attempt(
     globals: Mapping[str, Any],
     api: Mapping[str, Callable[..., Any]],
     step_timeout: float,
+    announce: Callable[[float, float], Awaitable[None]],
     on_log: Callable[[Any], None] | None = None,
 ) -> ExecutionLike | AttemptFailed:
     """Run the step's JS once; a failure is returned, never raised (cancellation is).
 
+    ``announce(timestamp, monotonic)`` is awaited (beside the script) once the script
+    has started on a worker; it has returned before this function does. Waiting for
+    capacity is not part of ``step_timeout``: the backstop counts from the start.
     ``on_log`` is passed to a runner that streams console lines (see ``_console``).
     """
-    streaming: dict[str, Any] = {} if on_log is None else {"on_log": on_log}
+    start = _Start(step_timeout)
+    options: dict[str, Any] = {} if on_log is None else {"on_log": on_log}
+    if _takes_on_start(type(runner)):
+        options["on_start"] = start.started
+    else:
+        start.started()  # a runner without on_start: its start is unknown, say now
+    execute = functools.partial(
+        runner.execute, js, globals=globals, api=api, timeout=step_timeout, **options
+    )
+    outcome: ExecutionLike | AttemptFailed
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(start.announce, announce)
+        try:
+            outcome = await _attempt(execute, start, step, attempt, js, globals, api)
+        finally:
+            start.settle()
+    return outcome
+
+
+async def _attempt(
+    execute: Callable[[], Awaitable[ExecutionLike]],
+    start: _Start,
+    step: str,
+    attempt: int,
+    js: str,
+    globals: Mapping[str, Any],
+    api: Mapping[str, Callable[..., Any]],
+) -> ExecutionLike | AttemptFailed:
     try:
-        with anyio.fail_after(step_timeout + BACKSTOP_GRACE):
-            return await runner.execute(
-                js, globals=globals, api=api, timeout=step_timeout, **streaming
-            )
-    except TimeoutError as exc:
-        error = StepTimedOut(step, step_timeout, attempt=attempt, cause=exc)
-        return AttemptFailed(error, ())
+        with start.backstop:
+            return await execute()
     except Exception as exc:
         logs = tuple(getattr(exc, "logs", ()) or ())
         failure = translate_error(exc, step=step, attempt=attempt, js=js, api=api)
         if isinstance(exc, pool_errors.InvalidValue):
             failure = name_the_value(failure, globals)
         return AttemptFailed(failure, logs)
+    # only the backstop gets here: the runner overran its own deadline
+    return AttemptFailed(StepTimedOut(step, start.timeout, attempt=attempt), ())
+
+
+class _Start:
+    """When the script started: arms the backstop, lets the announcement go out."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.backstop = anyio.CancelScope()
+        self._at: tuple[float, float] | None = None
+        self._settled = anyio.Event()
+
+    def started(self) -> None:
+        if self._at is None:
+            self._at = (time.time(), time.monotonic())
+            self.backstop.deadline = anyio.current_time() + self.timeout + BACKSTOP_GRACE
+            self._settled.set()
+
+    def settle(self) -> None:
+        """The attempt is over: an announcement not yet due will not be made."""
+        self._settled.set()
+
+    async def announce(self, announce: Callable[[float, float], Awaitable[None]]) -> None:
+        await self._settled.wait()
+        if self._at is not None:
+            await announce(*self._at)
+
+
+@functools.cache
+def _takes_on_start(runner_type: type) -> bool:
+    execute = getattr(runner_type, "execute", None)
+    try:
+        parameters = inspect.signature(execute).parameters.values()  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return True
+    return any(p.name == "on_start" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def name_the_value(error: StepError, globals: Mapping[str, Any]) -> StepError:

@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from actors._admission import Admission, EngineStatistics, run_admitted
 from actors._bus import EventBus
 from actors._check import CheckedScripts
 from actors._logging import log_lifecycle_events
@@ -26,6 +27,7 @@ __all__ = ("Engine",)
 
 _RESERVED_CONTEXT = ("event", "run")
 DEFAULT_STEP_TIMEOUT = 30.0  # seconds per attempt
+DEFAULT_MAX_ACTIVE_RUNS = 100
 
 
 class Engine:
@@ -40,6 +42,8 @@ class Engine:
     ``log_events``: log every lifecycle event through structlog. ``shutdown``: what
     leaving ``async with`` does to runs in flight: ``"cancel"`` them, or ``"drain"``
     (let them finish, for up to ``drain_timeout`` seconds, then cancel the rest).
+    ``max_active_runs``: how many runs may be under way at once; past it
+    :meth:`start` (and so a triggering publish) waits for a run to end.
     """
 
     def __init__(
@@ -54,11 +58,14 @@ class Engine:
         log_events: bool = False,
         shutdown: Shutdown = "cancel",
         drain_timeout: float = 30.0,
+        max_active_runs: int = DEFAULT_MAX_ACTIVE_RUNS,
     ) -> None:
         self._api = MappingProxyType(dict(api or {}))
         self._context = MappingProxyType(dict(context or {}))
         _check_options(self._api, self._context, timeout, retry)
         check_shutdown(shutdown, drain_timeout)
+        _check_max_active_runs(max_active_runs)
+        self._admission = Admission(max_active_runs)
         self._shutdown, self._drain_timeout = shutdown, float(drain_timeout)
         self._active = ActiveRuns()
         self._pool = pool
@@ -125,21 +132,30 @@ class Engine:
     # -- runs ------------------------------------------------------------------------
 
     async def start(self, workflow: Workflow, *, event: Any = None) -> RunHandle:
-        """Validate and freeze ``workflow``, start a run, and return its handle at once.
+        """Validate and freeze ``workflow``, start a run, and return its handle.
 
         Every step's JS is compiled in the sandbox first (once per script per engine):
         a step that does not compile raises :class:`~actors.errors.StepSyntaxError`
-        and no step runs.
+        and no step runs. Returns as soon as the run is admitted: at once unless
+        ``max_active_runs`` runs are under way, else when one of them ends.
         """
         if self._task_group is None or self._env is None:
             raise EngineNotRunning()
         workflow.freeze()
         await self._checked.check(self._env.runner, workflow, self._api)
+        await self._admission.enter()
+        if self._task_group is None or self._env is None:
+            self._admission.abandon()  # the engine stopped while we waited
+            raise EngineNotRunning()
         run = Run(workflow, event=event, env=self._env)
-        await self._task_group.start(run.execute)
+        await self._task_group.start(run_admitted, self._admission, run)
         handle = RunHandle(run)
         self._active.add(handle)
         return handle
+
+    def statistics(self) -> EngineStatistics:
+        """Runs active, waiting to start, and finished (by status) so far."""
+        return self._admission.statistics()
 
     async def run(
         self, workflow: Workflow, *, event: Any = None, timeout: float | None = None
@@ -184,6 +200,11 @@ class Engine:
     def _trigger_off(self, trigger: Trigger) -> None:
         self._triggers.remove(trigger)
         self._bus.trigger_table.remove(trigger)
+
+
+def _check_max_active_runs(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidOption("max_active_runs", "must be a positive integer", value=value)
 
 
 def _check_options(

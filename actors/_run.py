@@ -123,7 +123,10 @@ class Run:
         result = self._result(time.monotonic() - started, interrupted=interrupted)
         self.result = result
         try:
-            with anyio.move_on_after(FINAL_EVENT_TIMEOUT, shield=True):
+            if interrupted:  # shielded, so the final event goes out, but not for long
+                with anyio.move_on_after(FINAL_EVENT_TIMEOUT, shield=True):
+                    await self._emit(_final_event(result))
+            else:  # like any event: each subscriber's own policy bounds the wait
                 await self._emit(_final_event(result))
         finally:
             self._done.set()
@@ -156,8 +159,11 @@ class Run:
         running = self._scope.running.get(name)
         if running is not None:
             attempts, started = running
-            duration = time.monotonic() - started
-            reason = f"{self._cancel_reason} while running"
+            duration = 0.0 if started is None else time.monotonic() - started
+            if started is None:
+                reason = f"{self._cancel_reason} while the step waited to start"
+            else:
+                reason = f"{self._cancel_reason} while running"
             return StepResult(
                 name, "cancelled", reason=reason, attempts=attempts, duration=duration
             )

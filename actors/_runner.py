@@ -41,7 +41,9 @@ class StepRunner(Protocol):
 
     An async context manager (the engine opens it when it is not open yet).
     Cancelling :meth:`execute` stops the script. Failures are raised as
-    :mod:`runtime_pool.errors` exceptions.
+    :mod:`runtime_pool.errors` exceptions. ``on_start`` is called synchronously
+    when the script starts running (after any wait for capacity); ``timeout``
+    counts from that moment.
     """
 
     @property
@@ -63,6 +65,7 @@ class StepRunner(Protocol):
         globals: Mapping[str, Any] | None = None,
         api: Mapping[str, Callable[..., Any]] | None = None,
         timeout: float | None = None,
+        on_start: Callable[[], object] | None = None,
     ) -> ExecutionLike: ...
 
 

@@ -74,6 +74,7 @@ class Subscription:
         self._delivered = 0
         self._dropped = 0
         self._behind = False
+        self._room = anyio.Event()  # set when a reader makes room (or on close)
         self.closed = False
 
     def __repr__(self) -> str:
@@ -101,16 +102,27 @@ class Subscription:
         self._delivered += 1
 
     async def _send_blocking(self, event: BusEvent) -> None:
+        """Wait for room up to the timeout, then queue or drop ``event``.
+
+        Not ``send()`` under a deadline: an event a reader takes just as the deadline
+        passes would be both delivered and counted as dropped. Here the event is
+        queued only by ``send_nowait``, which does not wait, so it is exactly one.
+        """
         timeout = None if math.isinf(self._timeout) else self._timeout
-        try:
-            with anyio.move_on_after(timeout) as scope:
-                await self._send.send(event)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            return
-        if scope.cancelled_caught:
-            self._count_drop(event)
-        else:
-            self._delivered += 1
+        with anyio.move_on_after(timeout):
+            while True:
+                try:
+                    self._send.send_nowait(event)
+                except anyio.WouldBlock:
+                    if self._room.is_set():
+                        self._room = anyio.Event()
+                    await self._room.wait()  # a reader took an event, or we closed
+                    continue
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    return
+                self._delivered += 1
+                return
+        self._count_drop(event)
 
     def _count_drop(self, event: BusEvent) -> None:
         self._dropped += 1
@@ -131,6 +143,7 @@ class Subscription:
         """The next event; raises :class:`anyio.EndOfStream` once closed."""
         try:
             event = await self._receive.receive()
+            self._room.set()
         except anyio.ClosedResourceError:
             raise anyio.EndOfStream from None
         if self._behind and self._receive.statistics().current_buffer_used == 0:
@@ -160,6 +173,7 @@ class Subscription:
         """Stop receiving; publishers skip this subscription from now on."""
         if self.closed:
             return
+        self._room.set()
         self.closed = True
         self._send.close()
         self._receive.close()

@@ -5,7 +5,10 @@ string to an async Python function that receives a :class:`FakeScript` (the
 step's ``deps``, ``ctx`` and ``api``) and returns the step's value. Code with no
 mapping that reads ``return <JSON>;`` returns that JSON value; anything else
 fails like an unknown JS name. Errors are raised as :mod:`runtime_pool.errors`,
-as the real pool raises them; ``timeout`` is enforced as the pool would.
+as the real pool raises them; ``timeout`` is enforced as the pool would, counted
+from the moment the script starts. ``capacity`` models a pool's size: at most that
+many scripts run at once, the others wait (first come, first served) before they
+start.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import inspect
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -88,18 +92,28 @@ class FakeRunner:
     """A :class:`~actors.StepRunner` running Python stand-ins; records what ran.
 
     ``started`` and ``finished`` list ``(step, attempt)`` in order; ``max_active``
-    is the highest number of scripts running at once.
+    is the highest number of scripts running at once; ``waiting`` counts the
+    scripts waiting for capacity now.
     """
 
     def __init__(
-        self, scripts: Mapping[str, Script] | None = None, *, copy_values: bool = True
+        self,
+        scripts: Mapping[str, Script] | None = None,
+        *,
+        copy_values: bool = True,
+        capacity: int | None = None,
     ) -> None:
+        if capacity is not None and capacity < 1:
+            raise ValueError("capacity must be at least 1")
         self.scripts = dict(scripts or {})
         self.copy_values = copy_values
+        self.capacity = capacity
         self.started: list[tuple[str, int]] = []
         self.finished: list[tuple[str, int]] = []
         self.active = 0
         self.max_active = 0
+        self.waiting = 0
+        self._slots: anyio.Semaphore | None = None
         self._state = "new"
 
     @property
@@ -114,6 +128,8 @@ class FakeRunner:
     async def __aenter__(self) -> FakeRunner:
         if self._state != "new":
             raise PoolClosed("a FakeRunner can be opened only once")
+        if self.capacity is not None:
+            self._slots = anyio.Semaphore(self.capacity, fast_acquire=True)
         self._state = "open"
         return self
 
@@ -132,6 +148,7 @@ class FakeRunner:
         globals: Mapping[str, Any] | None = None,
         api: Mapping[str, Callable[..., Any]] | None = None,
         timeout: float | None = None,
+        on_start: Callable[[], object] | None = None,
     ) -> FakeExecution:
         if self._state != "open":
             raise PoolClosed("the pool is not open")
@@ -139,16 +156,39 @@ class FakeRunner:
         if self.copy_values:
             values = json.loads(json.dumps(values))
         script = FakeScript(code, values.get("deps", {}), values.get("ctx", {}), api or {}, timeout)
-        run = self.scripts.get(code, _literal)
+        async with self._capacity():
+            return await self._run(script, on_start)
+
+    @asynccontextmanager
+    async def _capacity(self) -> AsyncIterator[None]:
+        if self._slots is None:
+            yield
+            return
+        self.waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+    async def _run(
+        self, script: FakeScript, on_start: Callable[[], object] | None
+    ) -> FakeExecution:
+        run = self.scripts.get(script.code, _literal)
         began = time.perf_counter()
         self.started.append((script.step, script.attempt))
         self.active += 1
         self.max_active = max(self.max_active, self.active)
+        if on_start is not None:
+            on_start()
         try:
-            with anyio.fail_after(timeout):
+            with anyio.fail_after(script.timeout):
                 value = await run(script)
         except TimeoutError:
-            raise ScriptTimeout(timeout or 0.0) from None
+            raise ScriptTimeout(script.timeout or 0.0) from None
         except ScriptError as exc:
             setattr(exc, "logs", tuple(script.logs))  # noqa: B010 (as the real pool does)
             raise

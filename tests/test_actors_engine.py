@@ -141,7 +141,7 @@ async def test_independent_sources_start_before_either_finishes() -> None:
         started.append(s.step)
         if len(started) == 2:
             both_started.set()
-        with anyio.fail_after(2):
+        with anyio.fail_after(5):
             await both_started.wait()  # deadlocks (and fails) if sources ran one by one
         return s.step
 
@@ -341,9 +341,11 @@ async def test_cancelling_a_run_stops_running_steps_and_skips_the_rest() -> None
     wf.add_step("done", js="return 1;")
     wf.add_step("hang", js="hang")
     wf.add_step("later", js="return 2;", after=["hang", "done"])
-    async with Engine(pool=FakeRunner({"hang": hang})) as engine:
+    engine = Engine(pool=FakeRunner({"hang": hang}))
+    async with engine, engine.bus.subscribe("step.completed") as completed:
         handle = await engine.start(wf)
-        with anyio.fail_after(1):
+        with anyio.fail_after(5):
+            assert (await completed.receive()).step == "done"
             await running.wait()
             result = await handle.cancel()
     assert stopped.is_set()
@@ -383,7 +385,7 @@ async def test_cancelling_the_caller_of_run_cancels_the_run() -> None:
             tg.start_soon(engine.run, wf)
             await running.wait()
             tg.cancel_scope.cancel()
-        with anyio.fail_after(1):
+        with anyio.fail_after(5):
             await stopped.wait()
 
 
@@ -397,7 +399,7 @@ async def test_leaving_the_engine_cancels_what_still_runs() -> None:
     wf = Workflow("w")
     wf.add_step("hang", js="hang")
     runner = FakeRunner({"hang": hang})
-    with anyio.fail_after(2):
+    with anyio.fail_after(5):
         async with Engine(pool=runner) as engine:
             handle = await engine.start(wf)
             await running.wait()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +36,7 @@ EXPECTED = {
     ],
     "fanout.py": [
         "8 chunks, 4000 lines, 6 malformed skipped",
-        "up to 8 chunks read at the same time",
+        "chunks read at the same time",
     ],
     "api_orchestration.py": [
         "GET  https://api.example.com/loyalty/42  -> 200",
@@ -72,6 +73,10 @@ def test_example_runs_and_prints_its_result(name: str) -> None:
     assert "Traceback" not in proc.stderr
     for line in EXPECTED[name]:
         assert line in proc.stdout
+    if name == "fanout.py":
+        # reads overlapped (2 or more of the 8); how many depends on how soon each
+        # run reaches its worker, which load changes
+        assert re.search(r"up to [2-8] chunks read at the same time", proc.stdout)
 
 
 @pytest.mark.timeout(90)

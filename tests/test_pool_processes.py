@@ -151,21 +151,41 @@ async def test_an_idle_warm_pool_uses_almost_no_cpu() -> None:
         assert await pool.run("return 'awake'") == "awake"
 
 
+TIMED_SPIN = """
+await ready();
+const began = Date.now();
+let x = 0; for (let i = 0; i < n; i++) x += i % 7;
+return [began, Date.now(), x];
+"""
+
+
 @pytest.mark.timeout(60)
-async def test_cpu_bound_scripts_run_on_separate_cores() -> None:
+async def test_cpu_bound_scripts_run_at_the_same_time_in_two_workers() -> None:
+    # Both scripts start spinning together (a barrier in a host function); each
+    # records when it spun. One runtime cannot run two synchronous loops at once,
+    # so overlapping intervals prove two workers computing in parallel.
+    arrived, both = [], anyio.Event()
+
+    async def ready() -> None:
+        arrived.append(1)
+        if len(arrived) % 2 == 0:
+            both.set()
+        await both.wait()
+
     async with RuntimePool(size=2) as pool:
         n = 1_000_000
         while (await pool.execute(SPIN, globals={"n": n})).duration < 0.3:
             n *= 2
-        single = min([(await pool.execute(SPIN, globals={"n": n})).duration for _ in range(3)])
-        pair = []
-        for _ in range(3):
-            started = time.perf_counter()
-            async with anyio.create_task_group() as tg:
-                for _ in range(2):
-                    tg.start_soon(lambda: pool.run(SPIN, globals={"n": n}))
-            pair.append(time.perf_counter() - started)
-    assert min(pair) < 1.6 * single, (pair, single)
+        spans: list[list[int]] = []
+
+        async def spin() -> None:
+            spans.append(await pool.run(TIMED_SPIN, globals={"n": n}, api={"ready": ready}))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(spin)
+            tg.start_soon(spin)
+    (start_a, end_a, _), (start_b, end_b, _) = spans
+    assert max(start_a, start_b) < min(end_a, end_b), spans
 
 
 async def test_cancelling_a_run_stops_its_js_promptly_and_leaves_the_pool_clean() -> None:
@@ -181,10 +201,8 @@ async def test_cancelling_a_run_stops_its_js_promptly_and_leaves_the_pool_clean(
                     )
                 )
                 await started.wait()
-                clock = time.perf_counter()
                 tg.cancel_scope.cancel()
-        assert not scope.cancelled_caught
-        assert time.perf_counter() - clock < 1.0
+        assert not scope.cancelled_caught  # the endless loop was stopped, not waited for
         assert await pool.run("return globalThis.leftover ?? 'clean'") == "clean"
         stats = pool.statistics()
         assert (stats.live, stats.crashes) == (1, 0)

@@ -10,23 +10,11 @@ import gc
 
 import pytest
 
-import runtime_pool._run
 from benchmarks.chaos import bus_load, cancel_storm, census, fault_storm, kill_storm, soak
 
 pytestmark = [pytest.mark.anyio, pytest.mark.chaos, pytest.mark.timeout(120)]
 
 MiB = 2**20
-
-
-@pytest.fixture(autouse=True)
-def patient_pool(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Known pool weakness (reported): past a run's deadline, or after a cancel, the pool
-    kills a worker that has not answered within 0.4-0.5 s, and with it every run the
-    worker holds. On a loaded 2-core VM a worker is sometimes that slow to answer (1 in
-    4 fault storms of 120 runs): 12-22 co-resident runs then fail as SandboxCrashed.
-    Until the pool's margins allow for load, the chaos suite gives them 2 s."""
-    monkeypatch.setattr(runtime_pool._run, "_BACKSTOP_GRACE", 2.0)
-    monkeypatch.setattr(runtime_pool._run, "_CANCEL_GRACE", 2.0)
 
 
 async def test_fault_storm_ends_every_run_as_the_faults_dictate() -> None:
@@ -49,14 +37,9 @@ async def test_worker_kill_storm_retries_affected_steps_and_the_pool_recovers() 
     assert sum(report.statuses.values()) == 30
 
 
-# Known pool bug (reported): a run cancelled just as a worker is handed to it gives the
-# place back (RuntimePool._wait_for_room) but leaves that checkout's inbox receive stream
-# open; it is garbage collected with a ResourceWarning. Only that warning is ignored,
-# here (the test collects before it ends, so no later test sees it).
-@pytest.mark.filterwarnings("ignore:Unclosed <MemoryObjectReceiveStream:ResourceWarning")
 async def test_cancelling_at_random_points_stops_host_calls_and_steps() -> None:
     report = await cancel_storm(runs=100, within=1.0)
-    gc.collect()  # the leaked streams are collected now, under this test's filter
+    gc.collect()  # a leaked stream would warn now (filterwarnings = error), inside this test
     assert report.problems() == []
     assert report.late_calls == []
     assert report.statuses["cancelled"] > 0

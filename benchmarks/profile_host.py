@@ -1,6 +1,7 @@
 """Where the host's CPU goes per step: cProfile of this process running concurrent seed DAG runs.
 
-Run: ``python -m benchmarks.profile_host [--runs 100] [--batches 20] [--top 25] [--wall]``.
+Run: ``python -m benchmarks.profile_host [--runs 100] [--batches 20] [--top 25] [--wall]
+[--save FILE]``.
 The engine runs batches of ``--runs`` concurrent seed DAG runs (``fetch_data``
 answering at once) on the default pool. First without the profiler: wall time and
 the CPU of this process and of the workers per step, read from ``/proc``. Then the
@@ -137,7 +138,7 @@ def _short(file: str) -> str:
     return file if file.startswith("~") else "/".join(parts[-2:])
 
 
-async def main(runs: int, batches: int, top: int, wall: bool) -> None:
+async def main(runs: int, batches: int, top: int, wall: bool, save: Path | None) -> None:
     shape = seed_dag()
     workflow, steps = shape.workflow(), runs * shape.size
 
@@ -161,6 +162,8 @@ async def main(runs: int, batches: int, top: int, wall: bool) -> None:
         for _ in range(batches):
             await batch()
         profiler.disable()
+    if save is not None:
+        profiler.dump_stats(save)  # for pstats or snakeviz
     _report(pstats.Stats(profiler), batches * steps, top, host_cpu)
 
 
@@ -170,8 +173,9 @@ if __name__ == "__main__":
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--wall", action="store_true", help="profile wall time, not CPU time")
+    parser.add_argument("--save", type=Path, help="also write the raw profile (pstats) here")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    anyio.run(main, args.runs, args.batches, args.top, args.wall)
+    anyio.run(main, args.runs, args.batches, args.top, args.wall, args.save)
     sys.stdout.flush()
     os._exit(0)  # jsrun may segfault at interpreter exit (JSRUN_FACTS.md)

@@ -12,6 +12,7 @@ from actors._events import (
     RunStarted,
     StepCompleted,
     StepFailed,
+    StepLogged,
     StepRetrying,
     StepSkipped,
     StepStarted,
@@ -22,6 +23,7 @@ from actors._retry import Retry
 from actors._run import RunHandle
 from actors._runner import StepRunner
 from actors._subscription import Policy, SubscriberStatistics, Subscription
+from actors._trigger import Trigger
 from actors._workflow import Step, Workflow
 
 __all__ = (
@@ -43,6 +45,7 @@ __all__ = (
     "Step",
     "StepCompleted",
     "StepFailed",
+    "StepLogged",
     "StepResult",
     "StepRetrying",
     "StepRunner",
@@ -51,6 +54,7 @@ __all__ = (
     "StepStatus",
     "SubscriberStatistics",
     "Subscription",
+    "Trigger",
     "Workflow",
     "log_lifecycle_events",
 )

@@ -11,12 +11,14 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from actors._attempt import AttemptFailed, run_attempt
+from actors._console import can_stream_logs, streamed_console
 from actors._events import (
     LifecycleEvent,
     StepCompleted,
@@ -28,7 +30,7 @@ from actors._events import (
 from actors._messages import Completed, Failed, Message, Skipped
 from actors._results import StepResult
 from actors._retry import Retry
-from actors._runner import LogEntry, StepRunner
+from actors._runner import ExecutionLike, LogEntry, StepRunner
 from actors._workflow import Step
 from actors.errors import StepError
 
@@ -120,22 +122,33 @@ class StepActor:
             attempt += 1
             scope.running[step.name] = (attempt, started)
             await self._emit_started(attempt)
-            outcome = await run_attempt(
-                scope.runner,
-                step=step.name,
-                attempt=attempt,
-                js=step.js,
-                globals=self._globals(deps, attempt),
-                api=scope.api,
-                step_timeout=step.timeout or scope.timeout,
-            )
+            outcome = await self._attempt(deps, attempt)
             logs.extend(outcome.logs)
+            done = (attempt, started, tuple(logs), tuple(outcome.logs))
             if not isinstance(outcome, AttemptFailed):
-                return await self._complete(outcome.value, attempt, started, tuple(logs))
+                return await self._complete(outcome.value, *done)
             error = outcome.error
             if not (error.retryable and retry.should_retry(attempt)):
-                return await self._fail(error, attempt, started, tuple(logs))
+                return await self._fail(error, *done)
             await self._wait_to_retry(error, attempt, retry.delay_after(attempt), outcome.logs)
+
+    async def _attempt(self, deps: dict[str, Any], attempt: int) -> ExecutionLike | AttemptFailed:
+        scope, step = self._scope, self._step
+        call = partial(
+            run_attempt,
+            scope.runner,
+            step=step.name,
+            attempt=attempt,
+            js=step.js,
+            globals=self._globals(deps, attempt),
+            api=scope.api,
+            step_timeout=step.timeout or scope.timeout,
+        )
+        if not can_stream_logs(scope.runner):
+            return await call()
+        ids = {"run_id": scope.run_id, "workflow": scope.workflow, "step": step.name}
+        async with streamed_console(scope.emit, attempt=attempt, **ids) as on_log:
+            return await call(on_log=on_log)
 
     def _globals(self, deps: dict[str, Any], attempt: int) -> dict[str, Any]:
         scope = self._scope
@@ -167,17 +180,13 @@ class StepActor:
         await scope.emit(event)
         await anyio.sleep(delay)
 
-    async def _complete(
-        self, value: Any, attempt: int, started: float, logs: tuple[LogEntry, ...]
-    ) -> Completed:
-        fields = self._record("completed", attempt, started, logs, result=value)
+    async def _complete(self, value: Any, *done: Any) -> Completed:
+        fields = self._record("completed", *done, result=value)
         await self._scope.emit(StepCompleted(result=value, **fields))
         return Completed(self._step.name, value)
 
-    async def _fail(
-        self, error: StepError, attempt: int, started: float, logs: tuple[LogEntry, ...]
-    ) -> Failed:
-        fields = self._record("failed", attempt, started, logs, error=error)
+    async def _fail(self, error: StepError, *done: Any) -> Failed:
+        fields = self._record("failed", *done, error=error)
         await self._scope.emit(StepFailed(error=error, **fields))
         return Failed(self._step.name, error)
 
@@ -187,9 +196,11 @@ class StepActor:
         attempt: int,
         started: float,
         logs: tuple[LogEntry, ...],
+        attempt_logs: tuple[LogEntry, ...],
         **outcome: Any,
     ) -> dict[str, Any]:
-        """Record the step's final result; return the fields of its lifecycle event."""
+        """Record the step's final result (with every attempt's console lines); return
+        the fields of its lifecycle event (with the last attempt's lines)."""
         scope, name = self._scope, self._step.name
         duration = time.monotonic() - started
         scope.results[name] = StepResult(
@@ -202,7 +213,7 @@ class StepActor:
             "step": name,
             "attempt": attempt,
             "duration": duration,
-            "logs": logs,
+            "logs": attempt_logs,
         }
 
 

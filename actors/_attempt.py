@@ -10,15 +10,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import structlog
 
+from actors._log import get_logger
 from actors._runner import ExecutionLike, LogEntry, StepRunner
-from actors.errors import SandboxFailed, ScriptFailed, StepError, StepTimedOut
+from actors._stack import script_failed
+from actors._values import first_non_json
+from actors.errors import SandboxFailed, StepError, StepTimedOut
 from runtime_pool import errors as pool_errors
 
 __all__ = ("AttemptFailed", "run_attempt")
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 # Past the runner's own deadline, the engine gives it this long before giving up.
 BACKSTOP_GRACE = 5.0
@@ -47,25 +49,58 @@ async def run_attempt(
     globals: Mapping[str, Any],
     api: Mapping[str, Callable[..., Any]],
     step_timeout: float,
+    on_log: Callable[[Any], None] | None = None,
 ) -> ExecutionLike | AttemptFailed:
-    """Run the step's JS once; a failure is returned, never raised (cancellation is)."""
+    """Run the step's JS once; a failure is returned, never raised (cancellation is).
+
+    ``on_log`` is passed to a runner that streams console lines (see ``_console``).
+    """
+    streaming: dict[str, Any] = {} if on_log is None else {"on_log": on_log}
     try:
         with anyio.fail_after(step_timeout + BACKSTOP_GRACE):
-            return await runner.execute(js, globals=globals, api=api, timeout=step_timeout)
+            return await runner.execute(
+                js, globals=globals, api=api, timeout=step_timeout, **streaming
+            )
     except TimeoutError as exc:
         error = StepTimedOut(step, step_timeout, attempt=attempt, cause=exc)
         return AttemptFailed(error, ())
     except Exception as exc:
         logs = tuple(getattr(exc, "logs", ()) or ())
-        return AttemptFailed(translate_error(exc, step=step, attempt=attempt), logs)
+        failure = translate_error(exc, step=step, attempt=attempt, js=js, api=api)
+        if isinstance(exc, pool_errors.InvalidValue):
+            failure = name_the_value(failure, globals)
+        return AttemptFailed(failure, logs)
 
 
-def translate_error(exc: Exception, *, step: str, attempt: int) -> StepError:
+def name_the_value(error: StepError, globals: Mapping[str, Any]) -> StepError:
+    """Say which input the sandbox refused (``ctx.event.when: a datetime is not ...``)."""
+    for name, value in globals.items():
+        found = first_non_json(value, name)
+        if found is not None:
+            path, reason = found
+            message = f"{path}: {reason} (the sandbox takes JSON-like data only)"
+            return SandboxFailed(
+                error.step,
+                error.name,
+                message,
+                attempt=error.attempt,
+                retryable=False,
+                cause=error.cause,
+            )
+    return error
+
+
+def translate_error(
+    exc: Exception,
+    *,
+    step: str,
+    attempt: int,
+    js: str = "",
+    api: Mapping[str, object] | None = None,
+) -> StepError:
     """Map a runner exception to the step error reported for it."""
     if isinstance(exc, pool_errors.ScriptError):
-        return ScriptFailed(
-            step, exc.name, exc.message, attempt=attempt, stack=exc.stack, cause=exc
-        )
+        return script_failed(exc, step=step, attempt=attempt, js=js, host_functions=api or {})
     if isinstance(exc, pool_errors.ScriptTimeout):
         return StepTimedOut(step, exc.timeout, attempt=attempt, cause=exc)
     name = type(exc).__name__

@@ -11,10 +11,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actors._events import BusEvent, Published
 from actors._subscription import Policy, SubscriberStatistics, Subscription
+from actors._trigger import TriggerTable
+
+if TYPE_CHECKING:
+    from actors._run import RunHandle
 
 __all__ = ("BusStatistics", "EventBus")
 
@@ -46,12 +50,17 @@ class EventBus:
         self._published = 0
         self._gone_delivered = 0
         self._gone_dropped = 0
+        self.trigger_table = TriggerTable()
 
-    async def publish(self, topic: str, payload: Any = None) -> None:
-        """Publish ``payload`` under ``topic``; subscribers receive a :class:`Published`."""
+    async def publish(self, topic: str, payload: Any = None) -> tuple[RunHandle, ...]:
+        """Publish ``payload`` under ``topic``; subscribers receive a :class:`Published`.
+
+        Returns the handles of the runs that matching triggers (``engine.on``) started.
+        """
         if not isinstance(topic, str) or not topic:
             raise ValueError(f"topic must be a non-empty string, got {topic!r}")
         await self.publish_event(Published(topic=topic, payload=payload))
+        return await self.trigger_table.fire(topic, payload)
 
     async def publish_event(self, event: BusEvent) -> None:
         """Publish an event object as is (lifecycle events are published this way)."""

@@ -3,7 +3,7 @@
 ::
 
     actors run FILE [--event JSON | --event-file F] [--api module:attribute]
-                    [--context JSON] [--timeout S] [--json] [-q]
+                    [--context JSON] [--timeout S] [--step-timeout S] [--json] [-q]
     actors validate FILE
     actors graph FILE
 
@@ -25,6 +25,7 @@ from typing import Any
 import anyio
 import structlog
 
+from actors._cli_report import failure_messages, say, timeout_message
 from actors._cli_run import BadInput, load_api, load_event, load_json_object, load_workflow, run
 from actors._workflow import Workflow
 
@@ -40,10 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args.handler(args)
     except BadInput as exc:
-        print(f"actors: error: {exc}", file=sys.stderr)
+        say("bad_input", f"error: {exc}", json_logs=args.json)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("actors: interrupted", file=sys.stderr)
+        say("interrupted", "interrupted", json_logs=args.json)
         return EXIT_INTERRUPTED
     return status
 
@@ -80,18 +81,29 @@ def _run(args: argparse.Namespace) -> int:
         if key in context:
             raise BadInput(f"--context: key {key!r} is reserved (the engine sets ctx.{key})")
     api = load_api(args.api) if args.api else {}
-    if args.timeout is not None and not args.timeout > 0:
-        raise BadInput(f"--timeout: must be a positive number of seconds, got {args.timeout}")
+    for option in ("timeout", "step_timeout"):
+        value = getattr(args, option)
+        if value is not None and not value > 0:
+            flag = "--" + option.replace("_", "-")
+            raise BadInput(f"{flag}: must be a positive number of seconds, got {value}")
     result = anyio.run(
-        lambda: run(workflow, event=event, api=api, context=context, timeout=args.timeout)
+        lambda: run(
+            workflow,
+            event=event,
+            api=api,
+            context=context,
+            timeout=args.timeout,
+            step_timeout=args.step_timeout,
+        )
     )
     if result.status == "completed":
         print(json.dumps(result.output, indent=2, ensure_ascii=False, default=str))
         return EXIT_OK
-    for name in result.failed_steps:
-        print(f"actors: run failed: {result.steps[name].error}", file=sys.stderr)
+    messages = failure_messages(result)
     if result.status == "cancelled":
-        print(f"actors: run cancelled after {args.timeout:g} s (--timeout)", file=sys.stderr)
+        messages.append(timeout_message(result, args.timeout))
+    for event, text, fields in messages:
+        say(event, text, json_logs=args.json, **fields)
     return EXIT_FAILED
 
 
@@ -177,6 +189,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run_cmd.add_argument(
         "--timeout", type=float, metavar="S", help="cancel the run after S seconds (exit 1)"
+    )
+    run_cmd.add_argument(
+        "--step-timeout",
+        type=float,
+        metavar="S",
+        help="default timeout of each step attempt, in seconds (default 30)",
     )
     run_cmd.set_defaults(handler=_run)
 

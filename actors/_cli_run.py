@@ -14,25 +14,26 @@ import operator
 import os
 import sys
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import anyio
-import structlog
 from anyio.abc import TaskStatus
 
 from actors._bus import EventBus
-from actors._engine import Engine
-from actors._events import BusEvent, LifecycleEvent
+from actors._engine import DEFAULT_STEP_TIMEOUT, Engine
+from actors._events import LifecycleEvent, StepLogged
+from actors._log import get_logger
 from actors._logging import event_fields
 from actors._results import RunResult
+from actors._runner import LogEntry
 from actors._workflow import Workflow
 from actors.errors import DefinitionError
 
 __all__ = ("BadInput", "load_api", "load_event", "load_json_object", "load_workflow", "run")
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 _FINAL_TOPICS = frozenset({"run.completed", "run.failed", "run.cancelled"})
 # After the run ends, how long its last progress lines may take to be written.
@@ -137,10 +138,14 @@ async def run(
     api: Mapping[str, Callable[..., Any]],
     context: Mapping[str, Any],
     timeout: float | None,
+    step_timeout: float | None = None,
 ) -> RunResult:
-    """Run ``workflow`` once, logging its progress; cancel it after ``timeout`` seconds."""
+    """Run ``workflow`` once, logging its progress; cancel it after ``timeout`` seconds.
+
+    ``step_timeout`` is the default timeout of each step attempt.
+    """
     try:
-        engine = Engine(api=api, context=context)
+        engine = Engine(api=api, context=context, timeout=step_timeout or DEFAULT_STEP_TIMEOUT)
     except DefinitionError as exc:  # e.g. a reserved --context key, a bad host name
         raise BadInput(str(exc)) from None
     async with engine, anyio.create_task_group() as tg:
@@ -150,7 +155,6 @@ async def run(
         with anyio.move_on_after(math.inf if timeout is None else timeout) as deadline:
             result = await handle.wait()
         if deadline.cancelled_caught:
-            logger.error("run_timed_out", timeout=timeout)
             result = await handle.cancel()
         with anyio.move_on_after(_DRAIN_TIMEOUT):
             await drained.wait()
@@ -162,28 +166,36 @@ async def _report_progress(
     bus: EventBus, drained: anyio.Event, *, task_status: TaskStatus[None]
 ) -> None:
     """Log every lifecycle event as it happens, until the run's final event."""
+    streamed: set[tuple[str | None, int | None]] = set()
     async with bus.subscribe("*", policy="block", block_timeout=math.inf) as events:
         task_status.started()
         async for event in events:
             if isinstance(event, LifecycleEvent):
-                _log_event(event)
+                _log_event(event, streamed)
                 if event.topic in _FINAL_TOPICS:
                     break
     drained.set()
 
 
-def _log_event(event: BusEvent) -> None:
+def _log_event(event: LifecycleEvent, streamed: set[tuple[str | None, int | None]]) -> None:
+    """Log one event; each console line once, with its attempt (live when streamed)."""
+    if isinstance(event, StepLogged):
+        streamed.add((event.step, event.attempt))
+        _log_console(event.step, event.attempt, [event])
+        return
     level, name, fields = event_fields(event)
-    console = fields.pop("console", [])
+    fields.pop("console", None)
     for key in ("result", "output"):
         fields.pop(key, None)
     if event.topic.startswith("step."):
         del fields["run_id"], fields["workflow"]  # one run: its id is on run_started
     if fields.get("attempt") == 0:  # skipped before any attempt
         del fields["attempt"]
-    for key in ("duration", "delay"):
-        if isinstance(fields.get(key), float):
-            fields[key] = round(fields[key], 3)
-    for line in console:
-        logger.info("step_console", step=fields.get("step"), line=line)
+    if (event.step, event.attempt) not in streamed:
+        _log_console(event.step, event.attempt, getattr(event, "logs", ()))
     getattr(logger, level)(name, **fields)
+
+
+def _log_console(step: str | None, attempt: int | None, lines: Iterable[LogEntry]) -> None:
+    for line in lines:
+        logger.info("step_console", step=step, attempt=attempt, line=f"{line.level}: {line.text}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from types import MappingProxyType, TracebackType
@@ -12,19 +11,20 @@ import anyio
 from anyio.abc import TaskGroup
 
 from actors._bus import EventBus
-from actors._events import Published
 from actors._logging import log_lifecycle_events
 from actors._results import RunResult
 from actors._retry import Retry
-from actors._run import Run, RunEnvironment, RunHandle
+from actors._run import Run, RunEnvironment, RunHandle, check_run_timeout, wait_or_cancel
 from actors._runner import StepRunner, default_runner
-from actors._subscription import Subscription
+from actors._shutdown import ActiveRuns, Shutdown, check_shutdown, drain
+from actors._trigger import Trigger
 from actors._workflow import Workflow
 from actors.errors import EngineNotRunning, InvalidOption
 
 __all__ = ("Engine",)
 
 _RESERVED_CONTEXT = ("event", "run")
+DEFAULT_STEP_TIMEOUT = 30.0  # seconds per attempt
 
 
 class Engine:
@@ -36,7 +36,9 @@ class Engine:
     default pool and closes it on exit; a pool that is not open yet is opened by
     the engine and closed on exit; an open pool is left open. ``bus``: the event
     bus (a new one by default). ``timeout`` and ``retry``: step defaults.
-    ``log_events``: log every lifecycle event through structlog.
+    ``log_events``: log every lifecycle event through structlog. ``shutdown``: what
+    leaving ``async with`` does to runs in flight: ``"cancel"`` them, or ``"drain"``
+    (let them finish, for up to ``drain_timeout`` seconds, then cancel the rest).
     """
 
     def __init__(
@@ -46,19 +48,24 @@ class Engine:
         context: Mapping[str, Any] | None = None,
         pool: StepRunner | None = None,
         bus: EventBus | None = None,
-        timeout: float = 30.0,
+        timeout: float = DEFAULT_STEP_TIMEOUT,
         retry: Retry | None = None,
         log_events: bool = False,
+        shutdown: Shutdown = "cancel",
+        drain_timeout: float = 30.0,
     ) -> None:
         self._api = MappingProxyType(dict(api or {}))
         self._context = MappingProxyType(dict(context or {}))
         _check_options(self._api, self._context, timeout, retry)
+        check_shutdown(shutdown, drain_timeout)
+        self._shutdown, self._drain_timeout = shutdown, float(drain_timeout)
+        self._active = ActiveRuns()
         self._pool = pool
         self._bus = bus if bus is not None else EventBus()
         self._timeout = float(timeout)
         self._retry = retry if retry is not None else Retry()
         self._log_events = log_events
-        self._triggers: list[tuple[str, Workflow]] = []
+        self._triggers: list[Trigger] = []
         self._stack: AsyncExitStack | None = None
         self._task_group: TaskGroup | None = None
         self._env: RunEnvironment | None = None
@@ -87,8 +94,8 @@ class Engine:
             self._task_group = task_group
             if self._log_events:
                 await task_group.start(log_lifecycle_events, self._bus)
-            for pattern, workflow in self._triggers:
-                self._serve_trigger(pattern, workflow)
+            for trigger in self._triggers:
+                self._serve_trigger(trigger)
             self._stack = stack.pop_all()
         return self
 
@@ -100,9 +107,18 @@ class Engine:
     ) -> bool | None:
         stack, task_group = self._stack, self._task_group
         assert stack is not None and task_group is not None
+        for trigger in self._triggers:
+            self._bus.trigger_table.remove(trigger)
+        interrupted = None
+        if self._shutdown == "drain" and exc_type is None:
+            interrupted = await drain(self._active, self._drain_timeout)
         self._task_group = self._env = self._stack = None
-        task_group.cancel_scope.cancel()  # leaving the engine cancels what still runs
-        return await stack.__aexit__(exc_type, exc, tb)
+        task_group.cancel_scope.cancel()  # what still runs is cancelled
+        if interrupted is None:
+            return await stack.__aexit__(exc_type, exc, tb)
+        if not await stack.__aexit__(type(interrupted), interrupted, interrupted.__traceback__):
+            raise interrupted
+        return None
 
     # -- runs ------------------------------------------------------------------------
 
@@ -113,49 +129,53 @@ class Engine:
         workflow.freeze()
         run = Run(workflow, event=event, env=self._env)
         await self._task_group.start(run.execute)
-        return RunHandle(run)
+        handle = RunHandle(run)
+        self._active.add(handle)
+        return handle
 
-    async def run(self, workflow: Workflow, *, event: Any = None) -> RunResult:
+    async def run(
+        self, workflow: Workflow, *, event: Any = None, timeout: float | None = None
+    ) -> RunResult:
         """Run ``workflow`` with ``ctx.event = event`` and return its :class:`RunResult`.
 
-        Cancelling the caller cancels the run.
+        Past ``timeout`` seconds the run is cancelled (status ``"cancelled"``; the
+        steps it stopped say so in their ``reason``). Cancelling the caller cancels
+        the run.
         """
+        check_run_timeout(timeout)
         handle = await self.start(workflow, event=event)
-        try:
-            return await handle.wait()
-        except anyio.get_cancelled_exc_class():
-            handle.cancel_nowait()
-            raise
+        return await wait_or_cancel(handle, timeout)
 
     # -- triggers --------------------------------------------------------------------
 
-    def on(self, pattern: str, workflow: Workflow) -> None:
+    def on(self, pattern: str, workflow: Workflow) -> Trigger:
         """Start a run of ``workflow`` for each ``bus.publish(topic, payload)`` whose
         topic matches the glob ``pattern``, with ``ctx.event = payload``.
 
         The workflow is validated and frozen now. Triggers registered before the
-        engine starts begin serving when it does.
+        engine starts begin serving when it does. Returns the :class:`Trigger`:
+        ``trigger.off()`` (or leaving ``with trigger:``) stops it.
         """
         if not isinstance(pattern, str) or not pattern:
             raise InvalidOption("pattern", "must be a non-empty topic pattern", value=pattern)
         workflow.freeze()
-        self._triggers.append((pattern, workflow))
+        trigger = Trigger(pattern, workflow, on_off=self._trigger_off)
+        self._triggers.append(trigger)
         if self._task_group is not None:
-            self._serve_trigger(pattern, workflow)
+            self._serve_trigger(trigger)
+        return trigger
 
-    def _serve_trigger(self, pattern: str, workflow: Workflow) -> None:
-        # Subscribe now, so a publish right after on() is not missed; never drop.
-        subscription = self._bus.open_subscription(pattern, policy="block", block_timeout=math.inf)
-        assert self._task_group is not None
-        self._task_group.start_soon(self._trigger_loop, subscription, workflow)
+    def _serve_trigger(self, trigger: Trigger) -> None:
+        workflow = trigger.workflow
 
-    async def _trigger_loop(self, subscription: Subscription, workflow: Workflow) -> None:
-        try:
-            async for message in subscription:
-                if isinstance(message, Published):
-                    await self.start(workflow, event=message.payload)
-        finally:
-            subscription.close()
+        async def start(payload: Any) -> RunHandle:
+            return await self.start(workflow, event=payload)
+
+        self._bus.trigger_table.add(trigger, start)
+
+    def _trigger_off(self, trigger: Trigger) -> None:
+        self._triggers.remove(trigger)
+        self._bus.trigger_table.remove(trigger)
 
 
 def _check_options(

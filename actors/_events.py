@@ -3,7 +3,8 @@
 Each is a frozen dataclass with a ``topic``. Lifecycle events carry ``run_id``,
 ``workflow``, ``step`` (``None`` for run events), ``attempt`` (``None`` for run
 events, ``0`` for a step skipped before any attempt) and ``timestamp`` (Unix
-seconds), plus what applies: ``result`` / ``error`` / ``duration`` / ``logs``.
+seconds), plus what applies: ``result`` / ``error`` / ``duration`` / ``logs`` (the
+console lines of that event's attempt).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = (
     "RunStarted",
     "StepCompleted",
     "StepFailed",
+    "StepLogged",
     "StepRetrying",
     "StepSkipped",
     "StepStarted",
@@ -62,6 +64,19 @@ class StepStarted(LifecycleEvent):
     """An attempt of ``step`` started (``attempt`` counts from 1)."""
 
     topic: str = field(default="step.started", init=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepLogged(LifecycleEvent):
+    """A console line the step's JS wrote, published as it was written (``step.log``).
+
+    ``timestamp`` is when the line was written; ``level`` is the console method
+    (``"log"``, ``"warn"``...). Only runners that stream console lines publish it.
+    """
+
+    topic: str = field(default="step.log", init=False)
+    level: str = "log"
+    text: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

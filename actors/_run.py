@@ -20,6 +20,7 @@ from actors._results import RunResult, RunStatus, StepResult
 from actors._retry import Retry
 from actors._runner import StepRunner
 from actors._workflow import Workflow
+from actors.errors import InvalidOption
 
 __all__ = ("Run", "RunEnvironment", "RunHandle")
 
@@ -60,11 +61,17 @@ class Run:
             retry=env.retry,
         )
         self._cancel_scope = anyio.CancelScope()
+        self._cancel_reason = "run cancelled"
         self._done = anyio.Event()
         self.result: RunResult | None = None
 
-    def cancel(self) -> None:
-        """Stop the run: running JS is cancelled, unstarted steps are skipped."""
+    def cancel(self, reason: str = "run cancelled") -> None:
+        """Stop the run: running JS is cancelled, unstarted steps are skipped.
+
+        ``reason`` starts the ``reason`` of the steps it stops.
+        """
+        if not self._cancel_scope.cancel_called:
+            self._cancel_reason = reason
         self._cancel_scope.cancel()
 
     async def wait(self) -> RunResult:
@@ -150,11 +157,12 @@ class Run:
         if running is not None:
             attempts, started = running
             duration = time.monotonic() - started
-            reason = "run cancelled while running"
+            reason = f"{self._cancel_reason} while running"
             return StepResult(
                 name, "cancelled", reason=reason, attempts=attempts, duration=duration
             )
-        return StepResult(name, "skipped", reason="run cancelled before the step started")
+        reason = f"{self._cancel_reason} before the step started"
+        return StepResult(name, "skipped", reason=reason)
 
 
 def _final_event(result: RunResult) -> LifecycleEvent:
@@ -213,3 +221,28 @@ class RunHandle:
     def cancel_nowait(self) -> None:
         """Request cancellation without waiting for the run to end."""
         self._run.cancel()
+
+    async def _time_out(self, timeout: float) -> RunResult:
+        self._run.cancel(f"run timed out after {timeout:g} s")
+        return await self._run.wait()
+
+
+def check_run_timeout(timeout: object) -> None:
+    """Raise :class:`InvalidOption` unless ``timeout`` is ``None`` or positive seconds."""
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise InvalidOption("timeout", "must be a positive number of seconds", value=timeout)
+
+
+async def wait_or_cancel(handle: RunHandle, timeout: float | None) -> RunResult:
+    """The run's result; past ``timeout`` seconds, cancel it first. Cancelling the
+    caller cancels the run."""
+    try:
+        with anyio.move_on_after(timeout):
+            return await handle.wait()
+    except anyio.get_cancelled_exc_class():
+        handle.cancel_nowait()
+        raise
+    assert timeout is not None
+    return await handle._time_out(timeout)

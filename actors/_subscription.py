@@ -17,13 +17,13 @@ from functools import lru_cache
 from typing import Literal
 
 import anyio
-import structlog
 
 from actors._events import BusEvent
+from actors._log import get_logger
 
 __all__ = ("Policy", "SubscriberStatistics", "Subscription", "topic_matches")
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 Policy = Literal["block", "drop_oldest"]
 _POLICIES = ("block", "drop_oldest")

@@ -135,6 +135,8 @@ class StepError(ActorsError):
     ``"NonRetryableError"``...) and the runtime condition otherwise
     (``"ScriptTimeout"``, ``"SandboxCrashed"``...). ``retryable`` says whether a
     :class:`~actors.Retry` policy may try again; ``cause`` is the runtime's error.
+    ``line`` and ``column`` (1-based, in the step's own JS) say where a script
+    error happened, when known; ``source_line`` is that line's text.
     """
 
     def __init__(
@@ -146,18 +148,33 @@ class StepError(ActorsError):
         attempt: int,
         retryable: bool,
         cause: BaseException | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        source_line: str | None = None,
     ) -> None:
-        super().__init__(f"step {step!r} attempt {attempt}: {name}: {message}")
+        where = f" line {line}" if line is not None else ""
+        super().__init__(f"step {step!r} attempt {attempt}{where}: {name}: {message}")
         self.step = step
         self.name = name
         self.message = message
         self.attempt = attempt
         self.retryable = retryable
         self.cause = cause
+        self.line = line
+        self.column = column
+        self.source_line = source_line
+
+
+# Script errors that can never succeed on a retry: the same JS fails the same way.
+NEVER_RETRIED = frozenset({"NonRetryableError", "SyntaxError", "ReferenceError"})
 
 
 class ScriptFailed(StepError):
-    """The step's JS threw; ``stack`` is its JS stack trace when known."""
+    """The step's JS threw; ``stack`` is its JS stack trace in the step's own lines.
+
+    Not retried when ``name`` is in :data:`NEVER_RETRIED` (``NonRetryableError``,
+    ``SyntaxError``, ``ReferenceError``: e.g. a host function the engine lacks).
+    """
 
     def __init__(
         self,
@@ -168,9 +185,21 @@ class ScriptFailed(StepError):
         attempt: int,
         stack: str | None = None,
         cause: BaseException | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        source_line: str | None = None,
     ) -> None:
-        retryable = name != "NonRetryableError"
-        super().__init__(step, name, message, attempt=attempt, retryable=retryable, cause=cause)
+        super().__init__(
+            step,
+            name,
+            message,
+            attempt=attempt,
+            retryable=name not in NEVER_RETRIED,
+            cause=cause,
+            line=line,
+            column=column,
+            source_line=source_line,
+        )
         self.stack = stack
 
 

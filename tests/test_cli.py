@@ -53,7 +53,8 @@ def test_run_prints_output_json_on_stdout_and_progress_on_stderr() -> None:
     for step in ETL_STEPS:
         assert re.search(rf"step_started +step={step} attempt=1\n", proc.stderr)
         assert re.search(rf"step_completed +step={step} attempt=1 duration=0\.\d+\n", proc.stderr)
-    assert re.search(r"step_console +step=extract_orders line='log: 6 paid orders", proc.stderr)
+    console = r"step_console +step=extract_orders attempt=1 line='log: 6 paid orders"
+    assert re.search(console, proc.stderr)
     assert "run_completed" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -107,7 +108,8 @@ def test_failed_run_exits_1_with_the_failed_steps_error(tmp_path: Path) -> None:
     proc = cli("run", wf)
     assert proc.returncode == 1
     assert proc.stdout == ""
-    assert "actors: run failed: step 'a' attempt 1: TypeError: boom" in proc.stderr
+    assert "actors: run failed: step 'a' line 1: TypeError: boom (attempt 1)" in proc.stderr
+    assert "    1 | throw new TypeError('boom');" in proc.stderr
     assert re.search(r"step_skipped +step=b reason=\"upstream 'a' failed\"", proc.stderr)
     assert "Traceback" not in proc.stderr
 

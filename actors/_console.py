@@ -1,0 +1,107 @@
+"""A step's console lines, live: ``step.log`` events while the step runs.
+
+Used when the runner can stream console lines (its ``execute`` takes ``on_log=``,
+a synchronous callback called with each line as the script writes it). Lines go
+through a bounded queue to a task that publishes them, so a chatty script never
+blocks the runner; at most ``MAX_STREAMED_LINES`` lines per attempt are
+published, and a final line says how many were dropped past that.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream
+
+from actors._events import LifecycleEvent, StepLogged
+
+__all__ = ("MAX_STREAMED_LINES", "OnLog", "can_stream_logs", "streamed_console")
+
+MAX_STREAMED_LINES = 1000
+_QUEUE = 256
+
+OnLog = Callable[[Any], None]
+
+
+def can_stream_logs(runner: Any) -> bool:
+    """Whether ``runner.execute`` accepts ``on_log=`` (the optional streaming capability)."""
+    runner_type = type(runner)
+    known = _TAKES_ON_LOG.get(runner_type)
+    if known is None:
+        execute = getattr(runner_type, "execute", None)
+        try:
+            known = execute is not None and "on_log" in inspect.signature(execute).parameters
+        except (TypeError, ValueError):
+            known = False
+        _TAKES_ON_LOG[runner_type] = known
+    return known
+
+
+_TAKES_ON_LOG: dict[type[Any], bool] = {}  # a cache: signatures do not change
+
+
+@asynccontextmanager
+async def streamed_console(
+    emit: Callable[[LifecycleEvent], Awaitable[None]],
+    *,
+    run_id: str,
+    workflow: str,
+    step: str,
+    attempt: int,
+) -> AsyncIterator[OnLog]:
+    """Yield the ``on_log`` callback; every line it takes is published before exit."""
+    send, receive = anyio.create_memory_object_stream[StepLogged](_QUEUE)
+    taken = dropped = 0
+
+    def on_log(line: Any) -> None:
+        nonlocal taken, dropped
+        event = StepLogged(
+            run_id=run_id,
+            workflow=workflow,
+            step=step,
+            attempt=attempt,
+            level=str(getattr(line, "level", "log")),
+            text=str(getattr(line, "text", line)),
+            timestamp=float(getattr(line, "timestamp", None) or time.time()),
+        )
+        if taken >= MAX_STREAMED_LINES:
+            dropped += 1
+            return
+        try:
+            send.send_nowait(event)
+            taken += 1
+        except anyio.WouldBlock:
+            dropped += 1
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_publish, receive, emit)
+        try:
+            yield on_log
+        finally:
+            send.close()  # the publisher drains what is queued, then ends
+    if dropped:
+        text = f"[{dropped} console line{'s' * (dropped != 1)} dropped]"
+        await emit(
+            StepLogged(
+                run_id=run_id,
+                workflow=workflow,
+                step=step,
+                attempt=attempt,
+                level="warn",
+                text=text,
+            )
+        )
+
+
+async def _publish(
+    receive: MemoryObjectReceiveStream[StepLogged],
+    emit: Callable[[LifecycleEvent], Awaitable[None]],
+) -> None:
+    async with receive:
+        async for event in receive:
+            await emit(event)

@@ -1,0 +1,69 @@
+"""What leaving ``async with Engine`` does to runs in flight: cancel them, or drain.
+
+``"cancel"`` (the default) stops every running run at once. ``"drain"`` stops the
+triggers, lets the runs in flight finish for up to ``drain_timeout`` seconds, then
+cancels what is left. A block left by an exception (or by cancellation) always
+cancels: there is nobody to wait for the results.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import anyio
+
+from actors._run import RunHandle
+from actors.errors import InvalidOption
+
+__all__ = ("ActiveRuns", "Shutdown", "check_shutdown", "drain")
+
+Shutdown = Literal["cancel", "drain"]
+_SHUTDOWNS = ("cancel", "drain")
+
+
+def check_shutdown(shutdown: object, drain_timeout: object) -> None:
+    """Raise :class:`InvalidOption` for a bad ``shutdown`` or ``drain_timeout``."""
+    if shutdown not in _SHUTDOWNS:
+        raise InvalidOption("shutdown", f"must be one of {_SHUTDOWNS}", value=shutdown)
+    if (
+        isinstance(drain_timeout, bool)
+        or not isinstance(drain_timeout, int | float)
+        or not drain_timeout >= 0
+    ):
+        reason = "must be a number of seconds >= 0 (math.inf: no limit)"
+        raise InvalidOption("drain_timeout", reason, value=drain_timeout)
+
+
+class ActiveRuns:
+    """The handles of the runs an engine started that have not ended yet."""
+
+    def __init__(self) -> None:
+        self._handles: list[RunHandle] = []
+
+    def add(self, handle: RunHandle) -> None:
+        self._handles = [h for h in self._handles if not h.done]
+        self._handles.append(handle)
+
+    def running(self) -> tuple[RunHandle, ...]:
+        return tuple(h for h in self._handles if not h.done)
+
+    async def wait_all_done(self, timeout: float) -> bool:
+        """Wait until every run (including runs started meanwhile) has ended, or for
+        ``timeout`` seconds; return whether they all ended."""
+        with anyio.move_on_after(None if math.isinf(timeout) else timeout):
+            while running := self.running():
+                await running[0].wait()
+            return True
+        return False
+
+
+async def drain(active: ActiveRuns, timeout: float) -> BaseException | None:
+    """Wait for the runs in flight (see :meth:`ActiveRuns.wait_all_done`). Return the
+    exception that interrupted the wait (e.g. the caller's cancellation), for the
+    engine to re-raise once it has cancelled the runs and closed its pool."""
+    try:
+        await active.wait_all_done(timeout)
+    except BaseException as exc:  # re-raised by the engine after its clean-up
+        return exc
+    return None

@@ -10,8 +10,9 @@ independent, then ``merge`` after every one of them::
     ...       +--> merge
     chunk_7 --+
 
-The engine gets an explicit pool of 4 sandboxed workers, so up to 4 chunks run
-at the same time; the object store counts how many reads overlapped.
+The engine gets an explicit pool of 2 sandboxed workers; each serves many steps
+at once (they interleave while awaiting the store), so all 8 chunks' reads
+overlap; the object store counts how many did.
 
 Run it: ``python examples/fanout.py``.
 """
@@ -133,7 +134,7 @@ async def main() -> int:
     day = "2024-05-01"
     store = ObjectStore(make_readings(day))
     workflow = build_workflow(CHUNKS)
-    async with Engine(api={"object_get": store.object_get}, pool=RuntimePool(size=4)) as engine:
+    async with Engine(api={"object_get": store.object_get}, pool=RuntimePool(size=2)) as engine:
         result = await engine.run(workflow, event={"day": day})
     if result.status != "completed":
         print(f"fan-out failed: {[str(result.steps[s].error) for s in result.failed_steps]}")

@@ -1,19 +1,27 @@
 // Sandbox glue: evaluated once per runtime, before any user code.
 // It captures jsrun's raw host-call function in a closure, removes every raw
-// jsrun name from globalThis, replaces console/timers with per-run versions,
-// freezes every intrinsic reachable from globalThis and returns the runner
-// (plus a scrub check) that the worker calls for each run. Nothing here is
-// reachable from user code except frozen wrappers.
-(function (opId, maxValueChars, maxDepth, maxLogLines, maxLogChars) {
+// jsrun name from globalThis, freezes every intrinsic reachable from globalThis
+// and globalThis itself, and returns the dispatch loop the worker keeps running:
+// it takes runs from the host and runs many at once, each with its own console,
+// timers and host functions passed as arguments of the compiled script. Nothing
+// here is reachable from user code except frozen per-run wrappers.
+(function (ops, maxValueChars, maxDepth, maxLogLines, maxLogChars) {
   "use strict";
   const G = globalThis;
   const callAsync = G.__jsrunCallAsync;
+  const core = G.__bootstrap.core;
+  const [opNext, opCall, opReport, opTick, opLog] = ops;
+  // The run a piece of JS works for travels with it through awaits, timers and
+  // promise jobs as V8's continuation data (deno_core's async context); an
+  // unhandled rejection is reported with the context it was rejected in.
+  const { getAsyncContext, setAsyncContext } = core;
   const {
     freeze, getOwnPropertyDescriptor, getOwnPropertyDescriptors, getPrototypeOf,
-    setPrototypeOf, defineProperty, keys: objectKeys, isExtensible,
+    defineProperty, keys: objectKeys,
   } = Object;
   const ObjectPrototype = Object.prototype;
   const { apply, ownKeys, deleteProperty } = Reflect;
+  const uncurry = (fn) => (self, ...args) => apply(fn, self, args);
   const { stringify, parse } = JSON;
   const { isArray } = Array;
   const StringCtor = String;
@@ -29,8 +37,8 @@
   const realSetTimeout = G.setTimeout;
   const realSetInterval = G.setInterval;
   const realClearTimeout = G.clearTimeout;
+  const realQueueMicrotask = G.queueMicrotask;
   const realFinalizationRegistry = G.FinalizationRegistry;
-  const uncurry = (fn) => (self, ...args) => apply(fn, self, args);
   const mapGet = uncurry(Map.prototype.get);
   const mapSet = uncurry(Map.prototype.set);
   const mapDelete = uncurry(Map.prototype.delete);
@@ -42,13 +50,6 @@
   const arrayPush = uncurry(Array.prototype.push);
   const arrayJoin = uncurry(Array.prototype.join);
   const stringSlice = uncurry(String.prototype.slice);
-
-  // ---- per-run state ------------------------------------------------------
-  let currentRun = null;          // the token of the run in progress
-  let logs = [];
-  let logChars = 0;
-  let logsTruncated = false;
-  const timers = new MapCtor();   // timer id -> true (all timers of this run)
 
   // ---- values crossing the boundary ----------------------------------------
   class BoundaryError extends ErrorCtor {}
@@ -176,7 +177,17 @@
     return { name: "Error", message: safeString(e, 8192), stack: "" };
   }
 
-  // ---- console --------------------------------------------------------------
+  // ---- runs in flight --------------------------------------------------------
+  // One record per run, reachable only through the closures made for that run.
+  const runs = new MapCtor();        // token -> run record, while the run is live
+  function newRun(token, streamLogs) {
+    return {
+      token, live: true, logs: [], logChars: 0, logsTruncated: false, streamLogs,
+      timers: new MapCtor(), nextTimer: 1,
+    };
+  }
+
+  // ---- console: per run ---------------------------------------------------------
   function formatArg(a) {
     if (typeof a === "string") return a;
     try {
@@ -185,73 +196,99 @@
     } catch (_) { /* fall through */ }
     return safeString(a, maxLogChars);
   }
-  function record(level, args) {
-    if (currentRun === null) return;
-    if (logsTruncated) return;
+  function record(r, level, args) {
+    if (!r.live || r.logsTruncated) return;
     const parts = [];
     for (let i = 0; i < args.length; i++) arrayPush(parts, formatArg(args[i]));
     let text = arrayJoin(parts, " ");
-    if (logs.length >= maxLogLines || logChars + text.length > maxLogChars) {
-      logsTruncated = true;
-      arrayPush(logs, ["warn", "[console output truncated]"]);
-      return;
+    if (r.logs.length >= maxLogLines || r.logChars + text.length > maxLogChars) {
+      r.logsTruncated = true;
+      level = "warn";
+      text = "[console output truncated]";
+    } else {
+      r.logChars += text.length;
     }
-    logChars += text.length;
-    arrayPush(logs, [level, text]);
+    arrayPush(r.logs, [level, text]);
+    if (r.streamLogs) {  // the caller wants each line as it is written
+      apply(promiseThen, callAsync(opLog, r.token, level, text), [noop, noop]);
+    }
   }
-  const consoleObject = {
-    log: (...args) => record("log", args),
-    info: (...args) => record("info", args),
-    warn: (...args) => record("warn", args),
-    error: (...args) => record("error", args),
-    debug: (...args) => record("debug", args),
-  };
+  function makeConsole(r) {
+    return freeze({
+      log: (...args) => record(r, "log", args),
+      info: (...args) => record(r, "info", args),
+      warn: (...args) => record(r, "warn", args),
+      error: (...args) => record(r, "error", args),
+      debug: (...args) => record(r, "debug", args),
+    });
+  }
 
-  // ---- timers: tracked per run, all cleared when the run ends ---------------
-  function track(real, repeat) {
+  // ---- timers: per run, numbered per run, all cleared when the run ends -------------
+  function makeTimer(r, real, repeat) {
     return function (callback, delay, ...args) {
       if (typeof callback !== "function") throw new TypeErrorCtor("callback must be a function");
-      const run = currentRun;
-      let id;
-      id = real(() => {
-        if (currentRun !== run) return;
-        if (!repeat) mapDelete(timers, id);
-        apply(callback, undefined, args);
+      if (!r.live) return 0;
+      const id = r.nextTimer++;
+      const realId = real(() => {
+        if (!r.live) return;
+        if (!repeat) mapDelete(r.timers, id);
+        try {
+          inRun(r, callback, undefined, args);
+        } catch (e) {
+          fail(r, e);
+        }
       }, delay);
-      mapSet(timers, id, true);
+      mapSet(r.timers, id, realId);
       return id;
     };
   }
-  function clearTimer(id) {
-    if (mapGet(timers, id) === undefined) return;
-    mapDelete(timers, id);
-    realClearTimeout(id);
+  function makeClear(r) {
+    return function (id) {
+      const realId = mapGet(r.timers, id);
+      if (realId === undefined) return;
+      mapDelete(r.timers, id);
+      realClearTimeout(realId);
+    };
   }
-  function clearAllTimers() {
-    for (const id of mapKeys(timers)) realClearTimeout(id);
-    mapClear(timers);
+  function makeQueueMicrotask(r) {
+    return function (callback) {
+      if (typeof callback !== "function") throw new TypeErrorCtor("callback must be a function");
+      realQueueMicrotask(() => {
+        if (!r.live) return;
+        try { inRun(r, callback, undefined, []); } catch (e) { fail(r, e); }
+      });
+    };
+  }
+  function clearRunTimers(r) {
+    for (const realId of r.timers.values()) realClearTimeout(realId);
+    mapClear(r.timers);
+  }
+  function outsideRun(name) {
+    return function () {
+      throw new TypeErrorCtor(`${name} is given to each script; use it by its bare name`);
+    };
   }
 
-  // FinalizationRegistry callbacks only fire inside the run that registered them.
+  // A FinalizationRegistry callback runs whenever V8 collects; it can reach only
+  // what its own run gave it (revoked host functions, frozen globals), and an
+  // error it throws is dropped instead of failing whatever run is in flight.
   function FinalizationRegistry(callback) {
     if (new.target === undefined) throw new TypeErrorCtor("Constructor FinalizationRegistry requires 'new'");
     if (typeof callback !== "function") throw new TypeErrorCtor("callback must be a function");
-    const run = currentRun;
     return new realFinalizationRegistry((held) => {
-      if (currentRun === run && run !== null) callback(held);
+      try { callback(held); } catch (_) { /* no run to blame */ }
     });
   }
   FinalizationRegistry.prototype = realFinalizationRegistry.prototype;
   defineProperty(realFinalizationRegistry.prototype, "constructor", { value: FinalizationRegistry });
 
-  // ---- host calls -------------------------------------------------------------
-  function hostFunction(token, name) {
+  // ---- host calls: each run gets its own function objects, bound to its token -------
+  function hostFunction(r, name) {
     const fn = async (...args) => {
-      if (currentRun !== token) {
-        throw new ErrorCtor(`host function ${name}() called after its run ended`);
-      }
+      if (!r.live) throw new ErrorCtor(`host function ${name}() called after its run ended`);
       const argsJson = argumentsJson(args, name);
-      const reply = await callAsync(opId, token, name, argsJson);
+      const reply = await callAsync(opCall, r.token, name, argsJson);
+      if (!r.live) return new Promise(() => {});  // the run is over: its continuation never runs
       if (reply[0] === "ok") return parse(reply[1]);
       throw new ErrorCtor(reply[1]);
     };
@@ -267,11 +304,12 @@
     deleteProperty(G, name);
   }
   const installs = {
-    console: freeze(consoleObject),
-    setTimeout: track(realSetTimeout, false),
-    setInterval: track(realSetInterval, true),
-    clearTimeout: clearTimer,
-    clearInterval: clearTimer,
+    console: freeze({ log() {}, info() {}, warn() {}, error() {}, debug() {} }),
+    setTimeout: outsideRun("setTimeout"),
+    setInterval: outsideRun("setInterval"),
+    clearTimeout: outsideRun("clearTimeout"),
+    clearInterval: outsideRun("clearInterval"),
+    queueMicrotask: outsideRun("queueMicrotask"),
     FinalizationRegistry,
   };
   for (const k of objectKeys(installs)) {
@@ -388,29 +426,46 @@
     }
   }
 
-  // Lock the initial globals in place: user code may add globals for its own
-  // run (they are deleted afterwards) but cannot replace or remove these.
-  const initialGlobals = new SetCtor(ownKeys(G));
-  const globalProto = getPrototypeOf(G);
-  for (const k of ownKeys(G)) {
-    const d = getOwnPropertyDescriptor(G, k);
-    if (d.configurable) {
-      if ("value" in d) defineProperty(G, k, { value: d.value, writable: false, enumerable: d.enumerable, configurable: false });
-      else defineProperty(G, k, { get: d.get, set: d.set, enumerable: d.enumerable, configurable: false });
-    }
-  }
+  // ---- globalThis: frozen like every intrinsic ----------------------------------------
+  // Runs in flight share this realm, so no run may add, change or delete a global:
+  // scripts are strict code, where such an assignment is a TypeError.
+  freeze(G);
 
-  // Returns true when the global object is back to its initial state.
-  function scrub() {
-    clearAllTimers();
-    let clean = true;
-    for (const k of ownKeys(G)) {
-      if (!setHas(initialGlobals, k) && !deleteProperty(G, k)) clean = false;
-    }
-    if (getPrototypeOf(G) !== globalProto && !setPrototypeOf(G, globalProto)) clean = false;
-    if (!isExtensible(G)) clean = false;
-    return clean;
+  // ---- ending a run ------------------------------------------------------------------
+  const noop = () => {};
+  // A run ends once: its bindings stop working at once, its timers are cleared,
+  // and its outcome is reported (for a success, one host round trip later).
+  function close(r) {
+    r.live = false;
+    clearRunTimers(r);
   }
+  function report(r, kind, payload) {
+    mapDelete(runs, r.token);
+    const sent = callAsync(opReport, r.token, kind, payload, stringify(r.logs), pendingAsync);
+    apply(promiseThen, sent, [noop, noop]);
+  }
+  function end(r, kind, payload) {
+    close(r);
+    report(r, kind, payload);
+  }
+  function fail(r, e) {
+    if (r.live) end(r, "error", stringify(describeError(e)));
+  }
+  // An unhandled rejection fails the run it happened in, if that run is still in flight.
+  function inRun(r, fn, self, args) {
+    const previous = getAsyncContext();
+    setAsyncContext(r);
+    try {
+      return apply(fn, self, args);
+    } finally {
+      setAsyncContext(previous);
+    }
+  }
+  core.setUnhandledPromiseRejectionHandler((promise, reason) => {
+    const r = getAsyncContext();
+    if (r !== undefined && r !== null && r.live) fail(r, reason);
+    return true;  // handled: a rejection never ends the dispatch loop
+  });
 
   // ---- the runner ------------------------------------------------------------------
   const compiled = new MapCtor();
@@ -425,37 +480,85 @@
     return fn;
   }
 
-  // Runs one script. Returns [kind, payload, logs, clean] where kind is
-  // "ok" (payload: the value as JSON), "error" (payload: {name, message, stack}
-  // as JSON) or "too_large" (payload: the message).
-  async function run(token, code, globalNames, apiNames, inputJson) {
-    currentRun = token;
-    logs = [];
-    logChars = 0;
-    logsTruncated = false;
-    let outcome;
+  // Per-run bindings: arguments of the compiled script, after its globals and api
+  // names (a global or api name of the same name wins).
+  const RUN_BINDINGS = ["console", "setTimeout", "setInterval", "clearTimeout", "clearInterval", "queueMicrotask"];
+  function runBindings(r) {
+    const clear = makeClear(r);
+    return [
+      makeConsole(r), makeTimer(r, realSetTimeout, false), makeTimer(r, realSetInterval, true),
+      clear, clear, makeQueueMicrotask(r),
+    ];
+  }
+  function has(list, item) {
+    for (let i = 0; i < list.length; i++) if (list[i] === item) return true;
+    return false;
+  }
+
+  // Runs one script to its outcome: [kind, payload] where kind is "ok" (payload:
+  // the value as JSON), "error" ({name, message, stack} as JSON) or "too_large".
+  async function execute(r, code, globalNames, apiNames, inputJson) {
     try {
       const inputs = parse(inputJson);
       plainCopy(inputs, "input");  // depth and size check
+      const names = [];
       const args = [];
-      for (let i = 0; i < globalNames.length; i++) arrayPush(args, inputs[globalNames[i]]);
-      for (let i = 0; i < apiNames.length; i++) arrayPush(args, hostFunction(token, apiNames[i]));
-      const fn = compile(code, [...globalNames, ...apiNames]);
-      const value = await apply(fn, undefined, args);
-      outcome = ["ok", toJson(value, "result")];
+      for (let i = 0; i < globalNames.length; i++) {
+        arrayPush(names, globalNames[i]);
+        arrayPush(args, inputs[globalNames[i]]);
+      }
+      for (let i = 0; i < apiNames.length; i++) {
+        arrayPush(names, apiNames[i]);
+        arrayPush(args, hostFunction(r, apiNames[i]));
+      }
+      const bindings = runBindings(r);
+      for (let i = 0; i < RUN_BINDINGS.length; i++) {
+        if (has(names, RUN_BINDINGS[i])) continue;
+        arrayPush(names, RUN_BINDINGS[i]);
+        arrayPush(args, bindings[i]);
+      }
+      const value = await apply(compile(code, names), undefined, args);
+      return ["ok", toJson(value, "result")];
     } catch (e) {
-      if (e instanceof BoundaryError && e.kind === "too_large") outcome = ["too_large", e.message];
-      else outcome = ["error", stringify(describeError(e))];
+      if (e instanceof BoundaryError && e.kind === "too_large") return ["too_large", e.message];
+      return ["error", stringify(describeError(e))];
     }
-    return outcome;
   }
 
-  // Called by the worker after run()'s promise settled and the microtask queue
-  // drained: ends the run and returns [logs as JSON, global state is clean].
-  function finish() {
-    currentRun = null;
-    const clean = scrub() && pendingAsync === 0;
-    return [stringify(logs), clean];
+  function settle(r, outcome) {
+    if (!r.live) return;
+    if (outcome[0] !== "ok") {
+      end(r, outcome[0], outcome[1]);
+      return;
+    }
+    close(r);
+    // One host round trip before the success is reported: a run that leaves a
+    // microtask flood behind never gets past it, and times out.
+    apply(promiseThen, callAsync(opTick), [() => report(r, "ok", outcome[1]), noop]);
   }
-  return freeze([freeze(run), freeze(finish)]);
+
+  function start(token, code, globalNames, apiNames, inputJson, streamLogs) {
+    const r = newRun(token, streamLogs);
+    mapSet(runs, token, r);
+    const outcome = inRun(r, execute, undefined, [r, code, globalNames, apiNames, inputJson]);
+    apply(promiseThen, outcome, [(o) => settle(r, o)]);
+  }
+
+  // The dispatch loop: one long-lived call per runtime. Each host answer is a batch
+  // of commands: ["run", token, code, globalNames, apiNames, inputsJson, streamLogs],
+  // ["abandon", token] (its deadline passed or its caller left) or ["stop"].
+  async function serve() {
+    for (;;) {
+      const batch = await callAsync(opNext);
+      for (let i = 0; i < batch.length; i++) {
+        const c = batch[i];
+        if (c[0] === "run") start(c[1], c[2], c[3], c[4], c[5], c[6]);
+        else if (c[0] === "abandon") {
+          const r = mapGet(runs, c[1]);
+          if (r !== undefined && r.live) end(r, "abandoned", "");
+        } else if (c[0] === "stop") return;
+      }
+    }
+  }
+  return freeze(serve);
 })

@@ -16,9 +16,9 @@ from anyio.abc import TaskGroup
 
 from . import errors
 from ._process import WorkerProcess
-from ._results import Execution, PoolStatistics
-from ._run import Limits, WorkerGone, drive_run, prepare_run
-from ._slot import Slot, Waiter
+from ._results import Execution, LogLine, PoolStatistics
+from ._run import Evicted, Limits, WorkerGone, drive_run, prepare_run
+from ._slot import Checkout, Slot, Waiter
 
 __all__ = ("RuntimePool",)
 
@@ -26,6 +26,7 @@ logger = structlog.get_logger(__name__)
 
 Isolation = Literal["reuse", "fresh"]
 _RESPAWN_BACKOFF = 1.0
+DEFAULT_CONCURRENCY = 64  # measured: see docs/sandbox.md "Many runs per worker"
 
 
 def _usable_cores() -> int:
@@ -57,6 +58,8 @@ class RuntimePool:
         max_log_chars: int = 64 * 1024,
         max_runs_per_runtime: int = 10_000,
         start_timeout: float = 30.0,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        max_host_calls: int = 64,
     ) -> None:
         self.size = _usable_cores() if size is None else size
         if self.size < 1:
@@ -69,6 +72,10 @@ class RuntimePool:
             raise ValueError("timeout, max_value_bytes and max_depth must be positive")
         if isolation not in ("reuse", "fresh"):
             raise ValueError("isolation must be 'reuse' or 'fresh'")
+        if concurrency < 1 or max_host_calls < 1:
+            raise ValueError("concurrency and max_host_calls must be at least 1")
+        # One run per runtime means one run per worker at a time.
+        self.concurrency = 1 if isolation == "fresh" else concurrency
         self.heap_limit = heap_limit
         self.memory_limit = memory_limit
         self.timeout = timeout
@@ -86,10 +93,13 @@ class RuntimePool:
             "max_log_chars": max_log_chars,
             "isolation": isolation,
             "max_runs": max_runs_per_runtime,
+            "max_host_calls": max_host_calls,
+            "max_host_bytes": max_value_bytes,
         }
-        self._limits = Limits(heap_limit, memory_limit, max_value_bytes)
+        self._limits = Limits(
+            heap_limit, memory_limit, max_value_bytes, max_host_calls, max_value_bytes
+        )
         self._slots: set[Slot] = set()
-        self._idle: list[Slot] = []
         self._waiters: deque[Waiter] = deque()
         self._tokens = itertools.count(1)
         self._task_group: TaskGroup | None = None
@@ -97,6 +107,7 @@ class RuntimePool:
         self._started = anyio.Event()
         self._start_failure: BaseException | None = None
         self._runs = self._waits = self._crashes = self._recycles = self._spawns = 0
+        self._reruns = self._evictions = self._unresponsive = 0
 
     # ---- lifecycle ----------------------------------------------------------------
 
@@ -164,12 +175,15 @@ class RuntimePool:
         api: Mapping[str, Callable[..., Any]] | None = None,
         timeout: float | None = None,
         on_start: Callable[[], object] | None = None,
+        on_log: Callable[[LogLine], object] | None = None,
     ) -> Execution:
         """Like :meth:`run`, but return the value with the console lines and the duration.
 
         ``on_start`` is called (synchronously) when the script has been handed to a
         worker: the moment its ``timeout`` starts counting. Waiting for a free worker
-        comes before it and is not part of the timeout.
+        comes before it and is not part of the timeout. ``on_log`` is called
+        (synchronously) with each console line as the script writes it; the lines are
+        also in the result, or in the error's ``.logs``.
         """
         if self._state != "open":
             raise errors.PoolClosed("the pool is not open")
@@ -180,50 +194,79 @@ class RuntimePool:
             code, globals or {}, api or {}, timeout=limit, max_value_bytes=self.max_value_bytes
         )
         self._runs += 1
+        solo = rerun = False
         while True:
-            slot = await self._checkout()
+            slot, run, inbox = await self._checkout(solo)
             try:
-                return await drive_run(slot, next(self._tokens), request, self._limits, on_start)
+                start = None if rerun else on_start
+                return await drive_run(slot, run, inbox, request, self._limits, start, on_log)
             except WorkerGone:
                 continue  # it died while idle; its replacement is on the way
+            except Evicted as evicted:
+                if evicted.called or rerun:
+                    self._evictions += 1
+                    raise _evicted_error(evicted) from None
+                self._reruns += 1  # no effect outside yet: run it again, alone this time
+                solo = rerun = True
+            finally:
+                self._release(slot, run.token)
 
     @property
     def _closing(self) -> bool:
         return self._state != "open"
 
-    # ---- checkout and checkin ---------------------------------------------------------
+    # ---- checkout: the least-loaded worker with room -------------------------------------
 
-    async def _checkout(self) -> Slot:
-        while self._idle:
-            slot = self._idle.pop()
-            if not slot.dead:
-                slot.take()
-                return slot
+    async def _checkout(self, solo: bool) -> Checkout:
+        checkout = self._reserve(solo)
+        if checkout is not None:
+            return checkout
         self._waits += 1
-        waiter = Waiter()
+        while True:
+            with anyio.move_on_after(self._start_timeout):
+                return await self._wait_for_room(solo)
+            # Waiting is bounded while the pool has no worker to serve at all.
+            if not any(s.ready_once and not s.dead for s in self._slots):
+                raise errors.SandboxCrashed(
+                    f"no sandbox worker came back within {self._start_timeout:g} s"
+                )
+
+    async def _wait_for_room(self, solo: bool) -> Checkout:
+        waiter = Waiter(solo)
         self._waiters.append(waiter)
         try:
-            woken = await waiter.wait()
+            checkout = await waiter.wait()
         except BaseException:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
-            elif waiter.slot is not None:
-                self._checkin(waiter.slot)
+            elif waiter.checkout is not None:
+                self._release(waiter.checkout[0], waiter.checkout[1].token)
             raise
-        if woken is None:
+        if checkout is None:
             raise errors.PoolClosed("the pool closed while waiting for a worker")
-        woken.take()
-        return woken
+        return checkout
 
-    def _checkin(self, slot: Slot) -> None:
-        if slot.dead or self._closing:
-            return
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if waiter.wake(slot):
+    def _reserve(self, solo: bool) -> Checkout | None:
+        best: Slot | None = None
+        for slot in self._slots:
+            if slot.fits(self.concurrency, solo) and (best is None or slot.load < best.load):
+                best = slot
+        if best is None:
+            return None
+        run, inbox = best.begin_run(next(self._tokens), solo)
+        return best, run, inbox
+
+    def _release(self, slot: Slot, token: int) -> None:
+        slot.end_run(token)
+        self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
+        """Hand freed room to waiting runs, first come first served."""
+        while self._waiters and not self._closing:
+            checkout = self._reserve(self._waiters[0].solo)
+            if checkout is None:
                 return
-        slot.release()
-        self._idle.append(slot)
+            self._waiters.popleft().wake(checkout)
 
     # ---- supervision ------------------------------------------------------------------
 
@@ -249,7 +292,8 @@ class RuntimePool:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(process.pump_stderr)
-                tg.start_soon(slot.park_when_idle, self._park_after)
+                tg.start_soon(slot.watch, self._park_after, self._start_timeout)
+                slot.set_accepting(False)  # starts its deadline to say ready
                 await self._read_frames(slot, spawned)
                 with anyio.move_on_after(1.0):  # its last lines may say why it ended
                     await process.stderr_closed.wait()
@@ -276,29 +320,30 @@ class RuntimePool:
                 process.kill()
                 return
             op = header["op"]
-            if op == "ready":
-                if not slot.ready_once:
-                    slot.ready_once = True
-                    logger.info(
-                        "worker_started",
-                        pid=process.pid,
-                        seconds=round(time.perf_counter() - spawned, 3),
-                    )
-                    self._worker_ready()
-                else:
-                    self._recycles += 1
-                    logger.debug("worker_recycled", pid=process.pid)
-                self._checkin(slot)
+            if op in ("call", "log", "result"):
+                await slot.deliver(header, payload)
+            elif op == "ready":
+                self._on_ready(slot, spawned)
+            elif op == "draining":
+                slot.set_accepting(False)
             elif op == "stopping":
                 slot.stopping = header["reason"]
-            elif op in ("call", "result"):
-                await slot.deliver(header, payload)
-                if op == "result":
-                    slot.stopping = None
-                    if header.get("retire"):
-                        slot.retiring = True
-                    elif header.get("ready"):
-                        self._checkin(slot)
+                slot.set_accepting(False)
+                if header["reason"] == "memory":
+                    slot.retiring = True
+
+    def _on_ready(self, slot: Slot, spawned: float) -> None:
+        if not slot.ready_once:
+            slot.ready_once = True
+            seconds = round(time.perf_counter() - spawned, 3)
+            logger.info("worker_started", pid=slot.process.pid, seconds=seconds)
+            self._worker_ready()
+        else:
+            self._recycles += 1
+            logger.debug("worker_recycled", pid=slot.process.pid)
+        slot.stopping = None
+        slot.set_accepting(True)
+        self._wake_waiters()
 
     def _worker_ready(self) -> None:
         if sum(s.ready_once for s in self._slots) >= self.size:
@@ -314,7 +359,8 @@ class RuntimePool:
         slot.dead = True
         with anyio.CancelScope(shield=True):
             if self._closing:
-                slot.fail_run(errors.PoolClosed("the pool closed during the run"))
+                slot.killed_for = "closed"
+                slot.fail_runs(errors.PoolClosed("the pool closed during the run"))
                 await slot.process.aclose()
                 return
             with anyio.move_on_after(1.0):
@@ -322,7 +368,10 @@ class RuntimePool:
             await slot.process.aclose()
         code = slot.process.returncode
         tail = list(slot.process.stderr_tail)
-        if slot.retiring or slot.stopping:
+        if slot.killed_for is not None:
+            self._unresponsive += 1
+            logger.warning("worker_killed", pid=slot.process.pid, reason=slot.killed_for)
+        elif slot.retiring or slot.stopping:
             self._recycles += 1
             reason = "memory_limit" if slot.retiring else f"terminate_hung:{slot.stopping}"
             logger.info("worker_retired", pid=slot.process.pid, reason=reason)
@@ -331,7 +380,7 @@ class RuntimePool:
             logger.warning("worker_crashed", pid=slot.process.pid, exit_code=code, stderr=tail[-5:])
         if not slot.ready_once:
             self._fail_start(errors.RuntimePoolError(f"worker failed to start: {tail[-5:]}"))
-        slot.fail_run(slot.death or _crash_error(code, tail, self.heap_limit))
+        slot.fail_runs(slot.death or _crash_error(code, tail, self.heap_limit))
 
     # ---- introspection -----------------------------------------------------------------
 
@@ -349,6 +398,11 @@ class RuntimePool:
             crashes=self._crashes,
             recycles=self._recycles,
             spawns=self._spawns,
+            concurrency=self.concurrency,
+            in_flight=sum(s.load for s in live),
+            reruns=self._reruns,
+            evictions=self._evictions,
+            unresponsive=self._unresponsive,
         )
 
     def worker_pids(self, *, state: Literal["idle", "busy"] | None = None) -> tuple[int, ...]:
@@ -358,6 +412,14 @@ class RuntimePool:
             for s in self._slots
             if not s.dead and s.ready_once and (state is None or s.state == state)
         )
+
+
+def _evicted_error(evicted: Evicted) -> errors.SandboxCrashed:
+    return errors.SandboxCrashed(
+        f"another script in this run's worker broke a limit ({evicted.reason}) and its "
+        "runtime was stopped; this run had already called a host function, so it was not "
+        "run again (retrying it repeats those calls)"
+    )
 
 
 def _crash_error(code: int | None, tail: list[str], heap_limit: int) -> errors.RuntimePoolError:

@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from subprocess import PIPE
 from typing import Any
@@ -73,6 +73,17 @@ class WorkerProcess:
         async with self._send_lock:
             self.unpark()
             await self._stdin.send(frame)
+
+    async def send_built(self, build: Callable[[], tuple[dict[str, Any], bytes]]) -> None:
+        """Write the frame ``build()`` returns, building it only once it can be sent.
+
+        Many host calls may end at once; each reply's bytes exist only while it is
+        being written, not while it waits for the pipe.
+        """
+        async with self._send_lock:
+            header, payload = build()
+            self.unpark()
+            await self._stdin.send(_protocol.encode(header, payload))
 
     async def receive(self) -> tuple[dict[str, Any], bytes]:
         """Read one frame; raises ``anyio.IncompleteRead`` or ``EndOfStream`` at exit."""

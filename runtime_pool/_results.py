@@ -31,7 +31,12 @@ class Execution:
 class PoolStatistics:
     """A snapshot of the pool's workers and counters.
 
-    ``waits`` counts runs that found no idle worker and had to wait for one.
+    ``waits`` counts runs that found no worker with room and had to wait for one;
+    ``in_flight`` the runs being served now (up to ``concurrency`` per worker).
+    When a script broke a limit and its runtime was stopped, the runs that shared
+    it are counted in ``reruns`` (no host call yet: run again on another worker)
+    or ``evictions`` (failed with ``SandboxCrashed``). ``unresponsive`` counts
+    workers the pool killed because they missed a deadline.
     """
 
     size: int
@@ -44,3 +49,8 @@ class PoolStatistics:
     crashes: int
     recycles: int
     spawns: int
+    concurrency: int = 1
+    in_flight: int = 0
+    reruns: int = 0
+    evictions: int = 0
+    unresponsive: int = 0

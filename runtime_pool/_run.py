@@ -14,13 +14,14 @@ from typing import Any
 
 import anyio
 import structlog
+from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
 from . import errors
 from ._results import Execution, LogLine
-from ._slot import Frame, Slot
+from ._slot import ActiveRun, Frame, Slot
 
-__all__ = ("Limits", "RunRequest", "WorkerGone", "drive_run", "prepare_run")
+__all__ = ("Evicted", "Limits", "RunRequest", "WorkerGone", "drive_run", "prepare_run")
 
 logger = structlog.get_logger(__name__)
 
@@ -44,6 +45,8 @@ class Limits:
     heap_limit: int
     memory_limit: int
     max_value_bytes: int
+    max_host_calls: int
+    max_host_bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,22 +110,33 @@ def encode_value(value: Any, what: str, max_value_bytes: int) -> bytes:
     return data
 
 
+class Evicted(Exception):
+    """Another script broke a limit in the run's worker, which stopped with this run in it."""
+
+    def __init__(self, reason: str, called: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.called = called
+
+
 async def drive_run(
     slot: Slot,
-    token: int,
+    run: ActiveRun,
+    inbox: MemoryObjectReceiveStream[Frame],
     request: RunRequest,
     limits: Limits,
     on_start: Callable[[], object] | None = None,
+    on_log: Callable[[LogLine], object] | None = None,
 ) -> Execution:
     """Send the run to the slot's worker, serve its host calls, and return its outcome."""
-    run, inbox = slot.begin_run(token)
     header = {
         "op": "run",
-        "id": token,
+        "id": run.token,
         "code": request.code,
         "globals": list(request.global_names),
         "api": list(request.api),
         "timeout": request.timeout,
+        "stream_logs": on_log is not None,
     }
     started = time.perf_counter()
     result: Frame | None = None
@@ -135,46 +149,55 @@ async def drive_run(
                 raise WorkerGone from None
             if on_start is not None:
                 on_start()
-            if request.api:
-                result = await _serve_host_calls(slot, token, inbox, request.api, limits)
+            if request.api or on_log is not None:
+                result = await _serve_frames(slot, run, inbox, request.api, limits, on_log)
             else:  # no host functions, so the only frame to come is the result
                 result = await _next_frame(inbox)
-            if result is None and run.error is None and not slot.dead:
+            if result is None and run.error is None and run.evicted is None and not slot.dead:
                 await anyio.sleep_forever()  # only the backstop ends this wait
     except WorkerGone:
         raise
     except BaseException:
         if result is None and not slot.dead:
-            await _abandon(slot, token, inbox)
+            await _abandon(slot, run.token, inbox)
         raise
     finally:
-        slot.end_run(token)
         inbox.close()
     if result is None:
-        if slot.stopping is not None:  # the worker died while stopping the script
-            raise _error(slot.stopping, {}, request, limits)
+        if run.evicted is not None:
+            raise Evicted(run.evicted, run.called)
         if run.error is not None:
             raise run.error
         logger.warning("worker_unresponsive", pid=slot.process.pid, timeout=request.timeout)
+        slot.killed_for = "unresponsive"
         slot.process.kill()
         raise errors.ScriptTimeout(request.timeout)
+    if result[0]["kind"] == "evicted":
+        raise Evicted(result[0].get("reason", "crashed"), run.called)
     return _outcome(result, time.perf_counter() - started, request, limits)
 
 
-async def _serve_host_calls(
+async def _serve_frames(
     slot: Slot,
-    token: int,
+    run: ActiveRun,
     inbox: MemoryObjectReceiveStream[Frame],
     api: Mapping[str, Callable[..., Any]],
     limits: Limits,
+    on_log: Callable[[LogLine], object] | None,
 ) -> Frame | None:
-    """Run each host call the script makes until its result arrives; then cancel the rest."""
-    async with anyio.create_task_group() as calls:
+    """Serve the run's host calls and pass on its log lines until its result arrives."""
+    calls = _HostCalls(slot, run.token, api, limits)
+    async with anyio.create_task_group() as tg:
         async for frame in inbox:
-            if frame[0]["op"] != "call":
-                calls.cancel_scope.cancel()
+            op = frame[0]["op"]
+            if op == "call":
+                calls.start(tg, frame)
+            elif op == "log":
+                if on_log is not None:
+                    on_log(LogLine(frame[0]["level"], frame[0]["text"]))
+            else:
+                tg.cancel_scope.cancel()  # the result: host calls still running are cancelled
                 return frame
-            calls.start_soon(_host_call, slot, token, frame, api, limits)
     return None
 
 
@@ -196,6 +219,7 @@ async def _abandon(slot: Slot, token: int, inbox: MemoryObjectReceiveStream[Fram
                     if header["op"] == "result":
                         return
             return
+        slot.killed_for = "unresponsive"
         slot.process.kill()
 
 
@@ -237,21 +261,58 @@ def _error(
     return error
 
 
-async def _host_call(
-    slot: Slot, token: int, frame: Frame, api: Mapping[str, Callable[..., Any]], limits: Limits
-) -> None:
-    header, payload = frame
-    name = header["name"]
-    try:
-        value = await _call(api[name], json.loads(payload))
-        body = encode_value(value, f"the value returned by {name}()", limits.max_value_bytes)
-        kind = "ok"
-    except Exception as exc:
-        kind, body = "error", (str(exc) or f"{name}() failed").encode()
-        logger.info("host_call_failed", function=name, error=repr(exc))
-    reply = {"op": "reply", "id": token, "call": header["call"], "kind": kind}
-    with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-        await slot.process.send(reply, body)
+class _HostCalls:
+    """The host calls of one run: capped in number and argument bytes while in flight."""
+
+    def __init__(
+        self, slot: Slot, token: int, api: Mapping[str, Callable[..., Any]], limits: Limits
+    ) -> None:
+        self._slot, self._token, self._api, self._limits = slot, token, api, limits
+        self._in_flight = 0
+        self._held = 0
+
+    def start(self, tg: TaskGroup, frame: Frame) -> None:
+        header, payload = frame
+        limits = self._limits
+        if self._in_flight >= limits.max_host_calls:
+            refusal = f"{limits.max_host_calls} host calls of this run are in flight"
+        elif self._held + len(payload) > limits.max_host_bytes:
+            refusal = f"host-call arguments in flight would pass {limits.max_host_bytes} bytes"
+        else:
+            self._in_flight += 1
+            self._held += len(payload)
+            tg.start_soon(self._serve, header, payload)
+            return
+        tg.start_soon(self._reply, header, "error", f"{header['name']}() refused: {refusal}")
+
+    async def _serve(self, header: dict[str, Any], payload: bytes) -> None:
+        name = header["name"]
+        try:
+            value = await _call(self._api[name], json.loads(payload))
+            kind = "ok"
+        except Exception as exc:
+            kind, value = "error", str(exc) or f"{name}() failed"
+            logger.info("host_call_failed", function=name, error=repr(exc))
+        finally:
+            self._in_flight -= 1
+            self._held -= len(payload)
+        await self._reply(header, kind, value)
+
+    async def _reply(self, header: dict[str, Any], kind: str, value: Any) -> None:
+        what = f"the value returned by {header['name']}()"
+
+        def build() -> tuple[dict[str, Any], bytes]:
+            reply = {"op": "reply", "id": self._token, "call": header["call"], "kind": kind}
+            if kind == "ok":
+                try:
+                    return reply, encode_value(value, what, self._limits.max_value_bytes)
+                except errors.RuntimePoolError as exc:
+                    value_error = str(exc)
+                    return {**reply, "kind": "error"}, value_error.encode(errors="replace")
+            return reply, str(value).encode(errors="replace")
+
+        with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await self._slot.process.send_built(build)
 
 
 async def _call(fn: Callable[..., Any], args: list[Any]) -> Any:

@@ -1,9 +1,11 @@
 """The worker process: the only module that talks to jsrun.
 
 Run as ``python -m runtime_pool._sandbox CONFIG_JSON``. It owns one hardened
-jsrun runtime, serves one run at a time over frames on stdin/stdout, forwards
-host calls to the pool, and enforces the run's deadline and memory cap itself
-(``rt.terminate()`` on its own loop). The pool supervises it from outside.
+jsrun runtime whose glue runs a dispatch loop (one long-lived call: jsrun runs
+calls on a runtime one after another, awaits included), so many runs share the
+runtime at once and interleave at ``await``. It moves frames over stdin/stdout,
+forwards host calls to the pool, and enforces each run's deadline and the
+worker's memory cap itself. The pool supervises it from outside.
 """
 
 from __future__ import annotations
@@ -11,24 +13,20 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import faulthandler
-import itertools
 import json
 import os
 import signal
 import sys
-import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from jsrun import JavaScriptError, Runtime, RuntimeConfig
-
-from . import _protocol
+from jsrun import Runtime, RuntimeConfig
 
 _GLUE = resources.files(__package__).joinpath("_glue.js").read_text()
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-_SAMPLE_EVERY = 0.005
+_JSRUN_GUARD = 1.0  # a jsrun call that blocks longer than this ends the process
 _TERMINATE_GRACE = 0.15
 _PR_SET_PDEATHSIG = 1
 
@@ -46,22 +44,35 @@ class SandboxConfig:
     max_log_chars: int
     isolation: str
     max_runs: int
+    max_host_calls: int
+    max_host_bytes: int
+
+
+@contextmanager
+def _guarded(seconds: float) -> Iterator[None]:
+    """End this process if the jsrun call inside does not return in ``seconds``.
+
+    jsrun can block in ``terminate()``, ``close()`` or ``get_stats()`` (for example
+    while JS holds its thread); then the pool sees the worker exit and replaces it.
+    """
+    faulthandler.dump_traceback_later(seconds, exit=True)
+    try:
+        yield
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 class _Sandbox:
-    """One hardened runtime plus the runner function the glue returned."""
+    """One hardened runtime plus the dispatch loop function the glue returned."""
 
-    def __init__(
-        self, config: SandboxConfig, host_call: Any, announce_stop: Callable[[str], None]
-    ) -> None:
+    def __init__(self, config: SandboxConfig, ops: dict[str, Callable[..., Awaitable[Any]]]):
         self._config = config
-        self._host_call = host_call
-        self._announce_stop = announce_stop
-        self.stop_reason: str | None = None
-        self.runs = 0
-        self._runtime, self._run, self._finish = self._create()
+        self._ops = ops
+        self.runs = 0  # runs started on this runtime
+        self._terminated = False
+        self._runtime, self._serve = self._create()
 
-    def _create(self) -> tuple[Runtime, Any, Any]:
+    def _create(self) -> tuple[Runtime, Any]:
         c = self._config
         runtime = Runtime(
             RuntimeConfig(
@@ -70,201 +81,69 @@ class _Sandbox:
                 max_serialization_depth=16,
             )
         )
-        op_id = runtime.register_op("host_call", self._host_call, mode="async")
+        ids = [runtime.register_op(name, fn, mode="async") for name, fn in self._ops.items()]
         factory = runtime.eval(_GLUE)
-        run, finish = factory(
-            op_id, c.max_value_bytes, c.max_depth, c.max_log_lines, c.max_log_chars
-        )
-        return runtime, run, finish
+        serve = factory(ids, c.max_value_bytes, c.max_depth, c.max_log_lines, c.max_log_chars)
+        return runtime, serve
 
-    def stop(self, reason: str) -> None:
-        """Terminate the JS in progress; the runtime is dead afterwards."""
-        if self.stop_reason is None:
-            self.stop_reason = reason
-            self._announce_stop(reason)
-            # terminate() can deadlock with jsrun's own thread while a host call's
-            # result is being handed over; then this process exits and the pool
-            # replaces it (the run still ends in time).
-            faulthandler.dump_traceback_later(_TERMINATE_GRACE, exit=True)
-            try:
+    async def serve(self) -> None:
+        """Run the dispatch loop until it is told to stop (raises if the runtime fails)."""
+        await self._serve.call_async()
+
+    def terminate(self) -> None:
+        """Stop the JS in progress; the runtime is dead afterwards."""
+        # terminate() can deadlock with jsrun's own thread while a host call's result
+        # is being handed over; then this process exits and the pool replaces it.
+        if not self._terminated:
+            self._terminated = True
+            with _guarded(_TERMINATE_GRACE), suppress(Exception):  # dead already is fine
                 self._runtime.terminate()
-            finally:
-                faulthandler.cancel_dump_traceback_later()
 
-    async def run(self, header: dict[str, Any], inputs: str) -> tuple[str, Any, str, bool]:
-        """Return (kind, payload, logs JSON, runtime still clean)."""
-        self.runs += 1
-        try:
-            kind, payload = await self._run.call_async(
-                header["id"], header["code"], header["globals"], header["api"], inputs
-            )
-            logs, clean = self._finish()  # after the microtasks the run left have drained
-        except Exception as exc:
-            return self._failed(exc)
-        if self.stop_reason is not None:  # stopped while its leftover microtasks ran
-            return self.stop_reason, "stopped", logs, False
-        return kind, payload, logs, bool(clean)
-
-    def _failed(self, exc: Exception) -> tuple[str, Any, str, bool]:
-        if self.stop_reason is not None:
-            return self.stop_reason, str(exc), "[]", False
-        if self._alive() and isinstance(exc, JavaScriptError):
-            # An error that escaped the run's own promise: an unhandled rejection or
-            # a throwing timer callback. The script failed; the runtime is replaced.
-            logs, _ = self._finish()
-            detail = {"name": exc.name or "Error", "message": exc.message or "", "stack": exc.stack}
-            return "error", json.dumps(detail), logs, False
-        self.stop_reason = "heap" if self._heap_exhausted(exc) else "crashed"
-        return self.stop_reason, str(exc), "[]", False
-
-    def _alive(self) -> bool:
-        try:
-            self._runtime.get_stats()
-        except Exception:
-            return False
-        return True
-
-    def _heap_exhausted(self, exc: Exception) -> bool:
+    def heap_exhausted(self, exc: BaseException | None) -> bool:
         """A heap breach shows in the error only when the runtime is probed."""
         try:
-            self._runtime.get_stats()
+            with _guarded(_JSRUN_GUARD):
+                self._runtime.get_stats()
         except Exception as probe:
             exc = probe
         return "heap limit" in str(exc).lower()
 
-    def needs_recycle(self, clean: bool) -> bool:
-        if not clean or self.stop_reason is not None or self._config.isolation == "fresh":
-            return True
-        if self.runs >= self._config.max_runs:
-            return True
-        stats = self._runtime.get_stats()
-        busy = stats.active_timers + stats.active_intervals + stats.active_async_ops
-        return busy > 0 or stats.heap_used_bytes > self._config.heap_limit // 2
+    def closed(self) -> bool:
+        """True once the runtime died on its own (heap limit) or was terminated; never blocks."""
+        return bool(self._runtime.is_closed())
 
-    def recycle(self) -> None:
-        if self.stop_reason is None:
-            self._runtime.terminate()
-        self._runtime.close()
-        self.stop_reason = None
-        self.runs = 0
-        self._runtime, self._run, self._finish = self._create()
-
-
-class _Worker:
-    """Reads frames from the pool, runs scripts, writes results and host calls."""
-
-    def __init__(self, config: SandboxConfig, out_fd: int) -> None:
-        self._config = config
-        self._out = out_fd
-        self._token: int | None = None
-        self._calls: dict[int, asyncio.Future[list[str]]] = {}
-        self._call_ids = itertools.count()
-        self._sandbox = _Sandbox(config, self._host_call, self._announce_stop)
-        self._peak = 0
-        self._sampler: asyncio.TimerHandle | None = None
-        self._statm = os.open("/proc/self/statm", os.O_RDONLY)
-
-    def _send(self, header: dict[str, Any], payload: bytes = b"") -> None:
-        view = memoryview(_protocol.encode(header, payload))
-        while view:
-            view = view[os.write(self._out, view) :]
-
-    def _announce_stop(self, reason: str) -> None:
-        # Sent before terminate(): if that hangs and this process exits, the pool
-        # still knows why the run ended.
-        self._send({"op": "stopping", "id": self._token, "reason": reason})
-
-    async def serve(self) -> None:
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=2**16)
-        stdin = os.fdopen(0, "rb", buffering=0)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
-        self._send({"op": "ready", "pid": os.getpid()})
-        async with asyncio.TaskGroup() as tg:
-            while True:
-                try:
-                    prefix = await reader.readexactly(_protocol.PREFIX_SIZE)
-                    head_len, payload_len = _protocol.decode_prefix(prefix)
-                    header = _protocol.decode_header(await reader.readexactly(head_len))
-                    payload = await reader.readexactly(payload_len)
-                except asyncio.IncompleteReadError:
-                    return
-                if not self._dispatch(header, payload, tg):
-                    return
-
-    def _dispatch(self, header: dict[str, Any], payload: bytes, tg: asyncio.TaskGroup) -> bool:
-        op = header["op"]
-        if op == "run":
-            tg.create_task(self._run(header, payload.decode()))
-        elif op == "reply":
-            future = self._calls.pop(header["call"], None)
-            if future is not None and not future.done():
-                future.set_result([header["kind"], payload.decode()])
-        elif op == "cancel":
-            if header["id"] == self._token:
-                self._sandbox.stop("cancelled")
-        elif op == "exit":
+    def alive(self) -> bool:
+        try:
+            with _guarded(_JSRUN_GUARD):
+                self._runtime.get_stats()
+        except Exception:
             return False
         return True
 
-    async def _host_call(self, token: int, name: str, args_json: str) -> list[str]:
-        if token != self._token:
-            return ["error", f"host function {name}() called after its run ended"]
-        call = next(self._call_ids)
-        future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
-        self._calls[call] = future
-        self._send({"op": "call", "id": token, "call": call, "name": name}, args_json.encode())
-        return await future
+    def needs_recycle(self, pending_async: int) -> bool:
+        """Whether to replace the runtime now that no run is in flight."""
+        if self._config.isolation == "fresh" or self.runs >= self._config.max_runs:
+            return True
+        if pending_async > 0:
+            return True
+        with _guarded(_JSRUN_GUARD):
+            stats = self._runtime.get_stats()
+        busy = stats.active_timers + stats.active_intervals
+        return busy > 0 or stats.heap_used_bytes > self._config.heap_limit // 2
 
-    async def _run(self, header: dict[str, Any], inputs: str) -> None:
-        loop = asyncio.get_running_loop()
-        self._token = header["id"]
-        self._peak = 0
-        started = time.perf_counter()
-        deadline = loop.call_later(header["timeout"], self._sandbox.stop, "timeout")
-        self._sample()
-        try:
-            kind, payload, logs, clean = await self._sandbox.run(header, inputs)
-        finally:
-            deadline.cancel()
-            if self._sampler is not None:
-                self._sampler.cancel()
-            self._token = None
-        pending = [f for f in self._calls.values() if not f.done()]
-        for future in pending:
-            future.set_result(["error", "run ended"])
-        self._calls.clear()
-        recycle = self._sandbox.needs_recycle(clean) or bool(pending)
-        retire = kind == "memory"
-        result = {
-            "op": "result",
-            "id": header["id"],
-            "kind": kind,
-            "logs": json.loads(logs) if logs != "[]" else [],
-            "duration": time.perf_counter() - started,
-            "ready": not (recycle or retire),
-            "retire": retire,
-            "memory": self._peak,
-        }
-        value = payload.encode() if kind == "ok" else b""
-        if kind != "ok":
-            result["detail"] = json.loads(payload) if kind == "error" else payload
-        self._send(result, value)
-        if retire:
-            os._exit(0)
-        if recycle:
-            self._sandbox.recycle()
-            self._send({"op": "ready", "pid": os.getpid()})
+    def recycle(self, *, idle: bool) -> None:
+        """Close this runtime and make a new one.
 
-    def _sample(self) -> None:
-        if self._token is None:
-            return
-        rss = int(os.pread(self._statm, 128, 0).split()[1]) * _PAGE
-        self._peak = max(self._peak, rss)
-        if rss > self._config.memory_limit:
-            self._sandbox.stop("memory")
-            return
-        self._sampler = asyncio.get_running_loop().call_later(_SAMPLE_EVERY, self._sample)
+        ``idle``: its dispatch loop returned, so no JS runs and ``close()`` is safe
+        without ``terminate()`` (which can hang while host calls are settling).
+        """
+        if not idle:
+            self.terminate()
+        with _guarded(_JSRUN_GUARD), suppress(Exception):
+            self._runtime.close()
+        self.runs = 0
+        self._terminated = False
+        self._runtime, self._serve = self._create()
 
 
 def _die_with_parent(parent: int) -> None:
@@ -279,13 +158,15 @@ def _die_with_parent(parent: int) -> None:
 
 
 def main() -> None:
+    from ._worker import Worker
+
     config = SandboxConfig(**json.loads(sys.argv[1]))
     _die_with_parent(config.parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     out_fd = os.dup(1)
     os.dup2(2, 1)  # stray writes to stdout must not corrupt the frame stream
     try:
-        asyncio.run(_Worker(config, out_fd).serve())
+        asyncio.run(Worker(config, out_fd).serve())
     finally:
         sys.stderr.flush()
         os._exit(0)  # skip interpreter teardown: jsrun can segfault there

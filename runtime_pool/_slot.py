@@ -1,4 +1,4 @@
-"""The pool's view of one worker: its state, the run it serves, and when to park it."""
+"""The pool's view of one worker: its state, the runs it serves, and when to park it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from . import errors
 from ._process import WorkerProcess
 
-__all__ = ("ActiveRun", "Frame", "Slot", "Waiter")
+__all__ = ("ActiveRun", "Checkout", "Frame", "Slot", "Waiter")
 
 Frame = tuple[dict[str, Any], bytes]
 _INBOX_SIZE = 16
@@ -20,11 +20,14 @@ _INBOX_SIZE = 16
 
 @dataclass(eq=False)
 class ActiveRun:
-    """The run a slot is serving: where its frames go and, if the worker died, why."""
+    """A run a slot is serving: where its frames go and, if the worker died, why."""
 
     token: int
     inbox: MemoryObjectSendStream[Frame]
+    solo: bool = False
+    called: bool = False  # it made a host call: it had effects outside the sandbox
     error: errors.RuntimePoolError | None = field(default=None)
+    evicted: str | None = None  # why its worker stopped while it was innocent
 
 
 class Slot:
@@ -32,56 +35,101 @@ class Slot:
 
     def __init__(self, process: WorkerProcess) -> None:
         self.process = process
-        self.state: Literal["starting", "idle", "busy"] = "starting"
         self.ready_once = False
+        self.accepting = False  # ready for runs (not starting, draining or recycling)
         self.dead = False
         self.retiring = False
-        self.stopping: str | None = None  # why the worker is stopping the current script
+        self.killed_for: str | None = None  # the pool killed it: its runs are innocent
+        self.stopping: str | None = None  # why the worker is stopping its runtime
         self.death: errors.RuntimePoolError | None = None
-        self.run: ActiveRun | None = None
-        self._idle_generation = 0
-        self._became_idle, self._idle_events = anyio.create_memory_object_stream[int](1)
+        self.runs: dict[int, ActiveRun] = {}
+        self._generation = 0
+        self._changed, self._changes = anyio.create_memory_object_stream[int](1)
+        self.ready = anyio.Event()
 
-    def take(self) -> None:
-        self.state = "busy"
+    @property
+    def load(self) -> int:
+        return len(self.runs)
 
-    def release(self) -> None:
-        self.state = "idle"
-        self._idle_generation += 1
-        with suppress(anyio.WouldBlock):  # else the parker has a wake-up pending already
-            self._became_idle.send_nowait(self._idle_generation)
+    @property
+    def solo(self) -> bool:
+        return any(run.solo for run in self.runs.values())
 
-    async def park_when_idle(self, delay: float) -> None:
-        """Park the worker once it has stayed idle for ``delay`` seconds."""
-        async with self._idle_events:
-            async for _ in self._idle_events:
-                generation = self._idle_generation
-                await anyio.sleep(delay)
-                if self.state == "idle" and generation == self._idle_generation and not self.dead:
+    @property
+    def state(self) -> Literal["starting", "idle", "busy"]:
+        if self.runs:
+            return "busy"
+        return "idle" if self.accepting else "starting"
+
+    def fits(self, concurrency: int, solo: bool) -> bool:
+        """Whether a new run (alone on its worker if ``solo``) may go here now."""
+        if not self.accepting or self.dead or self.solo:
+            return False
+        return self.load == 0 if solo else self.load < concurrency
+
+    def begin_run(
+        self, token: int, solo: bool
+    ) -> tuple[ActiveRun, MemoryObjectReceiveStream[Frame]]:
+        send, receive = anyio.create_memory_object_stream[Frame](_INBOX_SIZE)
+        run = ActiveRun(token, send, solo)
+        self.runs[token] = run
+        return run, receive
+
+    def end_run(self, token: int) -> None:
+        run = self.runs.pop(token, None)
+        if run is not None:
+            run.inbox.close()
+        if not self.runs:
+            self._notify()
+
+    def set_accepting(self, accepting: bool) -> None:
+        self.accepting = accepting
+        if accepting:
+            self.ready.set()
+        else:
+            self.ready = anyio.Event()
+        self._notify()
+
+    def _notify(self) -> None:
+        self._generation += 1
+        # WouldBlock: the watcher has a wake-up pending already; closed: the worker ended.
+        with suppress(anyio.WouldBlock, anyio.ClosedResourceError):
+            self._changed.send_nowait(self._generation)
+
+    async def watch(self, park_after: float, ready_within: float) -> None:
+        """Park the worker once idle for ``park_after`` s; kill it if it is not ready in time.
+
+        A worker that is starting, draining or recycling with no run in flight must
+        say ``ready`` within ``ready_within`` seconds, or it is stuck.
+        """
+        async with self._changes:
+            async for _ in self._changes:
+                generation = self._generation
+                if self.dead or self.runs:
+                    continue
+                if not self.accepting:
+                    with anyio.move_on_after(ready_within):
+                        await self.ready.wait()
+                    if not self.accepting and not self.runs and not self.dead:
+                        self.killed_for = "unresponsive"
+                        self.process.kill()
+                    continue
+                await anyio.sleep(park_after)
+                if generation == self._generation and not self.runs and not self.dead:
                     self.process.park()
 
     def close(self) -> None:
         """Release the slot's own streams once its worker has ended."""
-        self._became_idle.close()
-
-    def begin_run(self, token: int) -> tuple[ActiveRun, MemoryObjectReceiveStream[Frame]]:
-        send, receive = anyio.create_memory_object_stream[Frame](_INBOX_SIZE)
-        self.run = ActiveRun(token, send)
-        return self.run, receive
-
-    def end_run(self, token: int) -> None:
-        if self.run is not None and self.run.token == token:
-            self.run.inbox.close()
-            self.run = None
+        self._changed.close()
 
     async def deliver(self, header: dict[str, Any], payload: bytes) -> None:
-        """Pass a frame of the current run to its caller; drop frames of finished runs."""
-        run = self.run
-        if run is None or header.get("id") != run.token:
+        """Pass a frame to the run it belongs to; drop frames of finished runs."""
+        run = self.runs.get(header.get("id", -1))
+        if run is None:
             return
         final = header["op"] == "result"
-        if final:
-            self.run = None
+        if header["op"] == "call":
+            run.called = True
         with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
             try:
                 run.inbox.send_nowait((header, payload))  # the usual case: no extra yield
@@ -90,29 +138,35 @@ class Slot:
         if final:
             run.inbox.close()
 
-    def fail_run(self, error: errors.RuntimePoolError) -> None:
-        run, self.run = self.run, None
-        if run is not None:
-            run.error = error
+    def fail_runs(self, crash: errors.RuntimePoolError) -> None:
+        """The worker died: its lone run gets ``crash``; co-resident runs are evicted."""
+        runs = list(self.runs.values())
+        blamed = (len(runs) == 1 and self.killed_for is None) or self.killed_for == "closed"
+        for run in runs:
+            if blamed:
+                run.error = crash
+            else:
+                run.evicted = self.killed_for or self.stopping or "crashed"
             run.inbox.close()
 
 
-class Waiter:
-    """A caller waiting for a worker; woken once, with a slot or with None (pool closed)."""
+Checkout = tuple[Slot, ActiveRun, MemoryObjectReceiveStream[Frame]]
 
-    def __init__(self) -> None:
+
+class Waiter:
+    """A caller waiting for a worker; woken once, with a reserved run or None (pool closed)."""
+
+    def __init__(self, solo: bool) -> None:
+        self.solo = solo
         self._event = anyio.Event()
         self._woken = False
-        self.slot: Slot | None = None
+        self.checkout: Checkout | None = None
 
-    def wake(self, slot: Slot | None) -> bool:
-        if self._woken:
-            return False
+    def wake(self, checkout: Checkout | None) -> None:
         self._woken = True
-        self.slot = slot
+        self.checkout = checkout
         self._event.set()
-        return True
 
-    async def wait(self) -> Slot | None:
+    async def wait(self) -> Checkout | None:
         await self._event.wait()
-        return self.slot
+        return self.checkout

@@ -35,7 +35,7 @@ EXPECTED = {
     ],
     "fanout.py": [
         "8 chunks, 4000 lines, 6 malformed skipped",
-        "up to 4 chunks read at the same time",
+        "up to 8 chunks read at the same time",
     ],
     "api_orchestration.py": [
         "GET  https://api.example.com/loyalty/42  -> 200",

@@ -178,8 +178,8 @@ async def test_a_closed_or_unopened_pool_refuses_runs() -> None:
             pass
 
 
-async def test_runs_beyond_the_pool_size_wait_for_a_worker() -> None:
-    async with RuntimePool(size=2) as pool:
+async def test_runs_beyond_size_times_concurrency_wait_for_a_worker() -> None:
+    async with RuntimePool(size=2, concurrency=3) as pool:
         results: list[int] = []
 
         async def one(i: int) -> None:
@@ -196,6 +196,7 @@ async def test_runs_beyond_the_pool_size_wait_for_a_worker() -> None:
     assert sorted(results) == list(range(10))
     assert stats.runs == 10
     assert stats.live == 2
+    assert stats.waits >= 4  # at most 2 x 3 ran at once
 
 
 def test_invalid_pool_options_are_rejected() -> None:
@@ -248,7 +249,7 @@ async def test_on_start_is_called_when_a_worker_takes_the_script_not_while_it_wa
         running.set()
         await release.wait()
 
-    async with RuntimePool(size=1) as pool, anyio.create_task_group() as tg:
+    async with RuntimePool(size=1, concurrency=1) as pool, anyio.create_task_group() as tg:
         tg.start_soon(
             lambda: pool.execute("await hold()", api={"hold": hold}, on_start=lambda: None)
         )

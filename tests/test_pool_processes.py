@@ -72,7 +72,7 @@ async def test_a_worker_killed_mid_run_fails_only_that_run_and_is_replaced() -> 
         except errors.RuntimePoolError as exc:
             outcomes["doomed"] = exc
 
-    async with RuntimePool(size=2) as pool:
+    async with RuntimePool(size=2, concurrency=1) as pool:  # one run per worker
         async with anyio.create_task_group() as tg:
             tg.start_soon(survivor, pool)
             await survivor_started.wait()
@@ -85,9 +85,20 @@ async def test_a_worker_killed_mid_run_fails_only_that_run_and_is_replaced() -> 
         assert isinstance(crash, errors.SandboxCrashed)
         assert crash.exit_code == -signal.SIGKILL
         assert outcomes["survivor"] == 7
-        async with anyio.create_task_group() as tg:  # both workers serve again
-            for _ in range(2):
-                tg.start_soon(pool.run, "return 1")
+        both_in = anyio.Event()
+        arrived = 0
+
+        async def meet() -> None:  # returns once two runs, so two workers, are in it
+            nonlocal arrived
+            arrived += 1
+            if arrived == 2:
+                both_in.set()
+            await both_in.wait()
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:  # both workers serve again
+                for _ in range(2):
+                    tg.start_soon(lambda: pool.run("await meet()", api={"meet": meet}))
         stats = pool.statistics()
         assert (stats.crashes, stats.live, stats.spawns) == (1, 2, 3)
 
@@ -239,3 +250,14 @@ async def test_a_pool_whose_workers_cannot_start_fails_to_open_with_a_clear_erro
         async with pool:
             pass
     assert not pool.is_open
+
+
+async def test_a_run_waiting_for_a_worker_that_cannot_come_back_fails_in_bounded_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with RuntimePool(size=1, start_timeout=1.0) as pool:
+        (pid,) = pool.worker_pids()
+        monkeypatch.setattr(sys, "executable", "/nonexistent/python")  # no replacement starts
+        await killed(pid)
+        with anyio.fail_after(5), pytest.raises(errors.SandboxCrashed, match="came back"):
+            await pool.run("return 1")

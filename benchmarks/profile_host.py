@@ -1,16 +1,18 @@
 """Where the host's CPU goes per step: cProfile of this process running concurrent seed DAG runs.
 
-Run: ``python -m benchmarks.profile_host [--runs 100] [--batches 20] [--top 25] [--wall]
-[--save FILE]``.
-The engine runs batches of ``--runs`` concurrent seed DAG runs (``fetch_data``
-answering at once) on the default pool. First without the profiler: wall time and
+Run: ``python -m benchmarks.profile_host [--shape seed|io] [--runs 100] [--batches 20]
+[--top 25] [--wall] [--save FILE]``.
+The engine runs batches of ``--runs`` concurrent runs on the default pool: of the seed
+DAG (``fetch_data`` answering at once), or with ``--shape io`` of the 1-3-1 DAG whose
+steps each await a 10 ms host call. First without the profiler: wall time and
 the CPU of this process and of the workers per step, read from ``/proc``. Then the
 same batches under cProfile (which slows Python down, so read its figures as
 shares): own time by category (JSON, frames, engine, anyio, event loop, ...; a
 builtin's time goes to its callers' categories), the functions with the most own
 time, and this project's functions by cumulative time. Only this process is
-profiled, not the workers. The profiler's clock is the main thread's CPU time (``--wall``: wall
-time, which also counts waiting in ``epoll`` and being preempted in a syscall).
+profiled, not the workers. The profiler's clock is the main thread's CPU time
+(``--wall``: wall time, which also counts waiting in ``epoll`` and being preempted
+in a syscall).
 """
 
 from __future__ import annotations
@@ -35,19 +37,19 @@ from runtime_pool import RuntimePool
 
 from ._measure import run_batch
 from ._procfs import cpu_seconds
-from ._shapes import seed_dag
+from ._shapes import Shape, diamond_io, seed_dag
 
 Batch = Callable[[], Awaitable[list[Any]]]
 
 
-async def _unprofiled(batch: Batch, pool: RuntimePool, batches: int, runs: int) -> float:
+async def _unprofiled(batch: Batch, pool: RuntimePool, batches: int, runs: int, size: int) -> float:
     """Run ``batches`` without the profiler; print and return this process's CPU per step."""
     host, workers = (os.getpid(),), pool.worker_pids()
     host_cpu, worker_cpu, started = cpu_seconds(host), cpu_seconds(workers), time.perf_counter()
     for _ in range(batches):
         await batch()
     wall = time.perf_counter() - started
-    total = batches * runs * seed_dag().size
+    total = batches * runs * size
     per_step = (cpu_seconds(host) - host_cpu) / total
     print(
         f"without the profiler: {batches * runs / wall:.0f} runs/s; per step: wall "
@@ -138,8 +140,9 @@ def _short(file: str) -> str:
     return file if file.startswith("~") else "/".join(parts[-2:])
 
 
-async def main(runs: int, batches: int, top: int, wall: bool, save: Path | None) -> None:
-    shape = seed_dag()
+async def main(
+    shape: Shape, runs: int, batches: int, top: int, wall: bool, save: Path | None
+) -> None:
     workflow, steps = shape.workflow(), runs * shape.size
 
     async with (
@@ -155,8 +158,8 @@ async def main(runs: int, batches: int, top: int, wall: bool, save: Path | None)
 
         for _ in range(3):
             await batch()  # warm-up
-        print(f"seed DAG, {runs} concurrent runs, {batches} batches, pool of {pool.size}")
-        host_cpu = await _unprofiled(batch, pool, batches, runs)
+        print(f"{shape.name}, {runs} concurrent runs, {batches} batches, pool of {pool.size}")
+        host_cpu = await _unprofiled(batch, pool, batches, runs, shape.size)
         profiler = cProfile.Profile(time.perf_counter if wall else time.thread_time)
         profiler.enable()
         for _ in range(batches):
@@ -169,6 +172,7 @@ async def main(runs: int, batches: int, top: int, wall: bool, save: Path | None)
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", choices=("seed", "io"), default="seed")
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--top", type=int, default=25)
@@ -176,6 +180,7 @@ if __name__ == "__main__":
     parser.add_argument("--save", type=Path, help="also write the raw profile (pstats) here")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    anyio.run(main, args.runs, args.batches, args.top, args.wall, args.save)
+    shape = seed_dag() if args.shape == "seed" else diamond_io(0.01)
+    anyio.run(main, shape, args.runs, args.batches, args.top, args.wall, args.save)
     sys.stdout.flush()
     os._exit(0)  # jsrun may segfault at interpreter exit (JSRUN_FACTS.md)

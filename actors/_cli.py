@@ -97,7 +97,7 @@ def _run(args: argparse.Namespace) -> int:
         )
     )
     if result.status == "completed":
-        print(json.dumps(result.output, indent=2, ensure_ascii=False, default=str))
+        print(_output_json(result.output))
         return EXIT_OK
     messages = failure_messages(result)
     if result.status == "cancelled":
@@ -105,6 +105,20 @@ def _run(args: argparse.Namespace) -> int:
     for event, text, fields in messages:
         say(event, text, json_logs=args.json, **fields)
     return EXIT_FAILED
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _output_json(value: Any) -> str:
+    """JSON for stdout: readable non-ASCII, lone surrogates escaped, ASCII if stdout needs it."""
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    text = _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    try:
+        text.encode(sys.stdout.encoding or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        text = json.dumps(value, indent=2, default=str)
+    return text
 
 
 def _validate(args: argparse.Namespace) -> int:

@@ -9,6 +9,8 @@
   "use strict";
   const G = globalThis;
   const callAsync = G.__jsrunCallAsync;
+  const sandboxRandom = G.__sandboxRandom;  // from _random.js
+  const MathObject = Math;
   const core = G.__bootstrap.core;
   const [opNext, opCall, opReport, opTick, opLog] = ops;
   // The run a piece of JS works for travels with it through awaits, timers and
@@ -16,7 +18,7 @@
   // unhandled rejection is reported with the context it was rejected in.
   const { getAsyncContext, setAsyncContext } = core;
   const {
-    freeze, getOwnPropertyDescriptor, getOwnPropertyDescriptors, getPrototypeOf,
+    create, freeze, getOwnPropertyDescriptor, getOwnPropertyDescriptors, getPrototypeOf,
     defineProperty, keys: objectKeys,
   } = Object;
   const ObjectPrototype = Object.prototype;
@@ -68,12 +70,12 @@
     const keys = [];  // the path to the value being copied, for error messages
     const slot = { value: undefined, enumerable: true, writable: true, configurable: true };
     let budget = maxValueChars;
-    const where = () => {
+    const where = () => {  // at most ~1000 characters, however long the keys
       let text = "$";
-      for (let i = 0; i < keys.length; i++) {
-        text += typeof keys[i] === "number" ? `[${keys[i]}]` : keys[i];
+      for (let i = 0; i < keys.length && text.length <= 1000; i++) {
+        text += typeof keys[i] === "number" ? `[${keys[i]}]` : safeString(keys[i], 64);
       }
-      return text;
+      return safeString(text, 1000);
     };
     const tooLarge = () => reject("too_large", `${what} is larger than ${maxValueChars} characters`);
     function copy(v, depth) {
@@ -299,7 +301,7 @@
   // ---- remove jsrun's raw names, install ours --------------------------------
   for (const name of [
     "__bootstrap", "__jsrunCallSync", "__jsrunCallAsync", "__host_op_sync__",
-    "__host_op_async__", "__jsrun_bind_object", "__jsrun_from_py_stream",
+    "__host_op_async__", "__jsrun_bind_object", "__jsrun_from_py_stream", "__sandboxRandom",
   ]) {
     deleteProperty(G, name);
   }
@@ -317,10 +319,12 @@
   }
 
   // ---- harden: fix the override mistake, then freeze every intrinsic ------------
+  const hidden = [];  // objects the freeze below must reach besides globalThis's
   function enableOverride(obj, prop) {
     const desc = getOwnPropertyDescriptor(obj, prop);
     if (!desc || !("value" in desc) || !desc.configurable) return;
     const value = desc.value;
+    arrayPush(hidden, value);  // now reachable only through the getter
     defineProperty(obj, prop, {
       get: function () { return value; },
       set: function (v) {
@@ -384,26 +388,33 @@
   }
   defineProperty(RegExp, Symbol.species, { get() { return this; }, configurable: true });
 
-  const hidden = [];
-  const reach = [
-    () => getPrototypeOf(async function () {}),
-    () => getPrototypeOf(function* () {}),
-    () => getPrototypeOf(async function* () {}),
-    () => getPrototypeOf((function* () {})()),
-    () => getPrototypeOf((async function* () {})()),
-    () => getPrototypeOf([][Symbol.iterator]()),
-    () => getPrototypeOf(new Map()[Symbol.iterator]()),
-    () => getPrototypeOf(new Set()[Symbol.iterator]()),
-    () => getPrototypeOf(""[Symbol.iterator]()),
-    () => getPrototypeOf("a".matchAll(/a/g)),
-    () => getPrototypeOf([].values().map((x) => x)),
-    () => getPrototypeOf(Iterator.from({ next() { return { done: true }; } })),
-    () => getPrototypeOf(Int8Array),
-    () => getPrototypeOf(new Intl.Segmenter().segment("a")[Symbol.iterator]()),
-    () => getPrototypeOf(G),
+  // Objects only the built-ins hand out (hidden prototypes, the accessor pair
+  // every error owns, %ThrowTypeError%, ...): make one of each here, so the walk
+  // below freezes everything it shares with the ones user code will make.
+  // tests/shared_reach.js explores the built-ins to prove nothing is missing.
+  const produce = [
+    () => [async function () {}, function* () {}, async function* () {}],
+    () => [(function* () {})(), (async function* () {})()],
+    () => [[][Symbol.iterator](), new Map()[Symbol.iterator](), new Set()[Symbol.iterator]()],
+    () => [""[Symbol.iterator](), "a".matchAll(/a/g), /(?<n>a)/d.exec("a")],
+    () => [[].values().map((x) => x), Iterator.from({ next() { return { done: true }; } })],
+    () => {
+      const segments = new Intl.Segmenter().segment("a");
+      return [segments, segments[Symbol.iterator](), segments.containing(0)];
+    },
+    () => {
+      const traced = {};
+      Error.captureStackTrace(traced);
+      return [new ErrorCtor(), traced, new AggregateError([])];
+    },
+    () => { try { return [null.x]; } catch (e) { return [e]; } },
+    () => [(function () { return arguments; })(), Function("return arguments")()],
+    () => [Proxy.revocable({}, {}), Promise.withResolvers(), new WeakRef({})],
+    () => [new ReadableStream().getReader()],
+    () => [getPrototypeOf(Int8Array), getPrototypeOf(G)],
   ];
-  for (const f of reach) {
-    try { arrayPush(hidden, f()); } catch (_) { /* not present in this V8 */ }
+  for (const f of produce) {
+    try { arrayPush(hidden, ...f()); } catch (_) { /* not present in this V8 */ }
   }
 
   const seen = new SetCtor();
@@ -482,13 +493,30 @@
 
   // Per-run bindings: arguments of the compiled script, after its globals and api
   // names (a global or api name of the same name wins).
-  const RUN_BINDINGS = ["console", "setTimeout", "setInterval", "clearTimeout", "clearInterval", "queueMicrotask"];
+  const RUN_BINDINGS = ["console", "setTimeout", "setInterval", "clearTimeout", "clearInterval", "queueMicrotask", "Math"];
   function runBindings(r) {
     const clear = makeClear(r);
-    return [
+    const bindings = [
       makeConsole(r), makeTimer(r, realSetTimeout, false), makeTimer(r, realSetInterval, true),
-      clear, clear, makeQueueMicrotask(r),
+      clear, clear, makeQueueMicrotask(r), runMath(),
     ];
+    for (let i = 0; i < bindings.length; i++) hardenBinding(bindings[i]);
+    return bindings;
+  }
+  // A run's own bindings are frozen too, with their methods and prototype objects.
+  function hardenBinding(v) {
+    const values = [v];
+    const descs = getOwnPropertyDescriptors(v);
+    for (const k of ownKeys(descs)) arrayPush(values, descs[k].value);
+    for (let i = 0; i < values.length; i++) {
+      const d = values[i];
+      if (typeof d === "function" && d.prototype !== undefined) freeze(d.prototype);
+      if (d !== null && (typeof d === "object" || typeof d === "function")) freeze(d);
+    }
+  }
+  // A Math of its own: Math.random is a ChaCha20 stream keyed for this run alone.
+  function runMath() {
+    return freeze(create(MathObject, { random: { value: freeze(sandboxRandom.fork()) } }));
   }
   function has(list, item) {
     for (let i = 0; i < list.length; i++) if (list[i] === item) return true;
@@ -520,7 +548,7 @@
       const value = await apply(compile(code, names), undefined, args);
       return ["ok", toJson(value, "result")];
     } catch (e) {
-      if (e instanceof BoundaryError && e.kind === "too_large") return ["too_large", e.message];
+      if (e instanceof BoundaryError && e.kind === "too_large") return ["too_large", safeString(e.message, 8192)];
       return ["error", stringify(describeError(e))];
     }
   }

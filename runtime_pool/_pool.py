@@ -11,10 +11,10 @@ from types import TracebackType
 from typing import Any, Literal
 
 import anyio
-import structlog
 from anyio.abc import TaskGroup
 
-from . import errors
+from . import _protocol, errors
+from ._log import get_logger
 from ._process import WorkerProcess
 from ._results import Execution, LogLine, PoolStatistics
 from ._run import Evicted, Limits, WorkerGone, drive_run, prepare_run
@@ -22,7 +22,7 @@ from ._slot import Checkout, Slot, Waiter
 
 __all__ = ("RuntimePool",)
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 Isolation = Literal["reuse", "fresh"]
 _RESPAWN_BACKOFF = 1.0
@@ -99,6 +99,7 @@ class RuntimePool:
         self._limits = Limits(
             heap_limit, memory_limit, max_value_bytes, max_host_calls, max_value_bytes
         )
+        self._max_frame = _protocol.frame_limit(max_value_bytes, max_log_chars, max_log_lines)
         self._slots: set[Slot] = set()
         self._waiters: deque[Waiter] = deque()
         self._tokens = itertools.count(1)
@@ -273,9 +274,7 @@ class RuntimePool:
     async def _keep_worker(self) -> None:
         """Own one worker process for its whole life; replace it when it dies."""
         try:
-            process = await WorkerProcess.spawn(
-                self._worker_config, max_frame=4 * self.max_value_bytes + 2**20
-            )
+            process = await WorkerProcess.spawn(self._worker_config, max_frame=self._max_frame)
         except OSError as exc:
             if not self._started.is_set():
                 self._fail_start(errors.RuntimePoolError(f"cannot start a worker: {exc}"))

@@ -19,15 +19,15 @@ from subprocess import PIPE
 from typing import Any
 
 import anyio
-import structlog
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from . import _protocol
+from ._log import get_logger
 
 __all__ = ("WorkerProcess",)
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 _STDERR_LINES = 40
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,10 +103,10 @@ class WorkerProcess:
             async for chunk in self._process.stderr:
                 *lines, buffer = (buffer + chunk).split(b"\n")
                 for line in lines:
-                    self.stderr_tail.append(line.decode(errors="replace"))
+                    self.stderr_tail.append(_line(line))
                 buffer = buffer[-4096:]
         if buffer:
-            self.stderr_tail.append(buffer.decode(errors="replace"))
+            self.stderr_tail.append(_line(buffer))
         self.stderr_closed.set()
 
     def park(self) -> None:
@@ -146,3 +146,8 @@ class WorkerProcess:
                 self.kill()
                 await self._process.wait()
             await self._process.aclose()
+
+
+def _line(raw: bytes) -> str:
+    """One stderr line as kept for crash reports and logs: at most ~1000 characters."""
+    return _protocol.clip(raw.decode(errors="replace"), 1000)

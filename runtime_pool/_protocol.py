@@ -11,10 +11,37 @@ import json
 import struct
 from typing import Any
 
-__all__ = ("PREFIX_SIZE", "decode_header", "decode_prefix", "encode")
+__all__ = (
+    "MAX_MESSAGE",
+    "MAX_STACK",
+    "PREFIX_SIZE",
+    "clip",
+    "decode_header",
+    "decode_prefix",
+    "encode",
+    "frame_limit",
+)
 
 _PREFIX = struct.Struct("!II")
 PREFIX_SIZE = _PREFIX.size
+MAX_MESSAGE = 8192  # characters of an error message crossing the boundary (as in _glue.js)
+MAX_STACK = 16384
+_MARKER = "...[truncated]"
+
+
+def frame_limit(max_value_bytes: int, max_log_chars: int, max_log_lines: int) -> int:
+    """The largest frame a worker may send under these caps.
+
+    The glue caps a value at ``max_value_bytes`` characters (up to 3 bytes each in
+    UTF-8, escapes included) and console output at ``max_log_chars`` characters
+    (up to 6 bytes each once escaped into a JSON header), plus a little per line.
+    """
+    return 4 * max_value_bytes + 6 * max_log_chars + 16 * max_log_lines + 2**20
+
+
+def clip(text: str, limit: int = MAX_MESSAGE) -> str:
+    """``text`` cut to ``limit`` characters, with a marker when it was cut."""
+    return text if len(text) <= limit else text[:limit] + _MARKER
 
 
 def encode(header: dict[str, Any], payload: bytes = b"") -> bytes:

@@ -9,21 +9,22 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import structlog
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream
 
-from . import errors
+from . import _protocol, errors
+from ._log import get_logger
 from ._results import Execution, LogLine
 from ._slot import ActiveRun, Frame, Slot
+from ._threads import HostThreads
 
 __all__ = ("Evicted", "Limits", "RunRequest", "WorkerGone", "drive_run", "prepare_run")
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 _BACKSTOP_GRACE = 0.4  # the worker stops its own script at the deadline; this is the kill margin
 _CANCEL_GRACE = 0.5
@@ -47,6 +48,7 @@ class Limits:
     max_value_bytes: int
     max_host_calls: int
     max_host_bytes: int
+    host_threads: HostThreads = field(default_factory=HostThreads, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,10 +247,12 @@ def _error(
     kind: str, header: dict[str, Any], request: RunRequest, limits: Limits
 ) -> errors.RuntimePoolError:
     detail: Any = header.get("detail")
+    clip = _protocol.clip
     if kind == "error":
-        return errors.ScriptError(detail["name"], detail["message"], detail["stack"] or None)
+        stack = detail["stack"] and clip(detail["stack"], _protocol.MAX_STACK)
+        return errors.ScriptError(clip(detail["name"], 200), clip(detail["message"]), stack or None)
     if kind == "too_large":
-        return errors.ValueTooLarge(str(detail), limit=limits.max_value_bytes)
+        return errors.ValueTooLarge(clip(str(detail)), limit=limits.max_value_bytes)
     if kind == "timeout":
         error: errors.RuntimePoolError = errors.ScriptTimeout(request.timeout)
     elif kind == "heap":
@@ -256,7 +260,7 @@ def _error(
     elif kind == "memory":
         error = errors.MemoryLimitExceeded(limits.memory_limit, header.get("memory"))
     else:
-        return errors.SandboxCrashed(f"the runtime failed: {detail}")
+        return errors.SandboxCrashed(f"the runtime failed: {clip(str(detail))}")
     logger.warning("limit_exceeded", kind=kind, error=str(error))
     return error
 
@@ -288,11 +292,11 @@ class _HostCalls:
     async def _serve(self, header: dict[str, Any], payload: bytes) -> None:
         name = header["name"]
         try:
-            value = await _call(self._api[name], json.loads(payload))
+            value = await _call(self._api[name], json.loads(payload), self._limits.host_threads)
             kind = "ok"
         except Exception as exc:
-            kind, value = "error", str(exc) or f"{name}() failed"
-            logger.info("host_call_failed", function=name, error=repr(exc))
+            kind, value = "error", _protocol.clip(str(exc) or f"{name}() failed")
+            logger.info("host_call_failed", function=name, error=_protocol.clip(repr(exc)))
         finally:
             self._in_flight -= 1
             self._held -= len(payload)
@@ -315,12 +319,12 @@ class _HostCalls:
             await self._slot.process.send_built(build)
 
 
-async def _call(fn: Callable[..., Any], args: list[Any]) -> Any:
+async def _call(fn: Callable[..., Any], args: list[Any], threads: HostThreads) -> Any:
     if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None)  # noqa: B004
     ):
         return await fn(*args)
-    result = await anyio.to_thread.run_sync(functools.partial(fn, *args), abandon_on_cancel=True)
+    result = await threads.run(functools.partial(fn, *args))
     if inspect.isawaitable(result):
         result = await result
     return result

@@ -16,6 +16,7 @@ import faulthandler
 import json
 import os
 import signal
+import struct
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -25,7 +26,11 @@ from typing import Any
 
 from jsrun import Runtime, RuntimeConfig
 
+from . import _protocol
+
 _GLUE = resources.files(__package__).joinpath("_glue.js").read_text()
+_RANDOM = resources.files(__package__).joinpath("_random.js").read_text()
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 _JSRUN_GUARD = 1.0  # a jsrun call that blocks longer than this ends the process
 _TERMINATE_GRACE = 0.15
 _PR_SET_PDEATHSIG = 1
@@ -70,18 +75,24 @@ class _Sandbox:
         self._ops = ops
         self.runs = 0  # runs started on this runtime
         self._terminated = False
+        self._statm = os.open("/proc/self/statm", os.O_RDONLY)
         self._runtime, self._serve = self._create()
+        self._fresh_rss = _rss(self._statm)
+        self._fresh_heap = self._runtime.get_stats().heap_used_bytes
 
     def _create(self) -> tuple[Runtime, Any]:
         c = self._config
         runtime = Runtime(
             RuntimeConfig(
                 max_heap_size=c.heap_limit,
-                max_serialization_bytes=4 * c.max_value_bytes + 2**20,
+                max_serialization_bytes=_protocol.frame_limit(
+                    c.max_value_bytes, c.max_log_chars, c.max_log_lines
+                ),
                 max_serialization_depth=16,
             )
         )
         ids = [runtime.register_op(name, fn, mode="async") for name, fn in self._ops.items()]
+        runtime.eval(_RANDOM)(list(struct.unpack("8I", os.urandom(32))))  # Math.random's key
         factory = runtime.eval(_GLUE)
         serve = factory(ids, c.max_value_bytes, c.max_depth, c.max_log_lines, c.max_log_chars)
         return runtime, serve
@@ -129,7 +140,20 @@ class _Sandbox:
         with _guarded(_JSRUN_GUARD):
             stats = self._runtime.get_stats()
         busy = stats.active_timers + stats.active_intervals
-        return busy > 0 or stats.heap_used_bytes > self._config.heap_limit // 2
+        # Heap a run left behind (e.g. data in a private field stamped on a frozen
+        # intrinsic, which nothing can remove) would count against the next runs.
+        heap = stats.heap_used_bytes - self._fresh_heap
+        return busy > 0 or heap > self._config.heap_limit // 4 or self.memory_left_behind()
+
+    def memory_left_behind(self) -> bool:
+        """Resident memory stays far above this runtime's fresh level (never blocks).
+
+        Memory a run left behind (e.g. a typed array or a big array in a private field
+        stamped on a frozen intrinsic) would count against the next runs. The heap shows
+        in resident memory too, so a quarter of the smaller limit is the bound.
+        """
+        bound = min(self._config.memory_limit, self._config.heap_limit) // 4
+        return _rss(self._statm) - self._fresh_rss > bound
 
     def recycle(self, *, idle: bool) -> None:
         """Close this runtime and make a new one.
@@ -144,6 +168,13 @@ class _Sandbox:
         self.runs = 0
         self._terminated = False
         self._runtime, self._serve = self._create()
+        self._fresh_rss = _rss(self._statm)
+        self._fresh_heap = self._runtime.get_stats().heap_used_bytes
+
+
+def _rss(statm: int) -> int:
+    """Resident memory in bytes, from an open /proc/self/statm."""
+    return int(os.pread(statm, 128, 0).split()[1]) * _PAGE
 
 
 def _die_with_parent(parent: int) -> None:

@@ -154,7 +154,8 @@ class Worker:
 
     def _runtime_died(self, exc: BaseException | None = None) -> None:
         reason = "heap" if self._sandbox.heap_exhausted(exc) else "crashed"
-        self._break(reason, self._single_culprit(), terminated=True, detail=str(exc or reason))
+        detail = _protocol.clip(str(exc or reason))
+        self._break(reason, self._single_culprit(), terminated=True, detail=detail)
 
     def _push(self, command: list[Any]) -> None:
         self._commands.append(command)
@@ -288,6 +289,8 @@ class Worker:
     def _after_run(self) -> None:
         if self._sandbox.runs >= self._config.max_runs or self._config.isolation == "fresh":
             self._drain()
+        elif self._sandbox.memory_left_behind():
+            self._drain()  # replaced before it takes another run
         if self._runs or self._recycling or self._breaking:
             return
         self._peak = 0

@@ -77,11 +77,6 @@ def test_an_engine_without_logging_set_up_prints_nothing_on_stdout() -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(
-    strict=True,
-    reason="runtime_pool logs worker_started through structlog.get_logger: it needs the "
-    "library logger of actors/_log.py (runtime_pool is another helper's work)",
-)
 def test_the_readme_quickstart_prints_only_its_result_on_stdout() -> None:
     quickstart = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)[0]
     proc = python(quickstart)

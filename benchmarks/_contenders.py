@@ -61,8 +61,8 @@ def engine_contender(pool: RuntimePool, label: str, key: str) -> Contender:
             async def run() -> Any:
                 result = await engine.run(workflow, event=dict(shape.event))
                 if result.status != "completed":
-                    failed = result.failed_steps
-                    raise RuntimeError(f"{shape.name}: run {result.status}: {failed}")
+                    failed = {name: result.steps[name].error for name in result.failed_steps}
+                    raise RuntimeError(f"{shape.name}: run {result.status}: {failed!r:.1000}")
                 return result.output
 
             yield run

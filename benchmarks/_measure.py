@@ -14,7 +14,7 @@ import anyio
 from ._contenders import Contender, Run
 from ._shapes import Shape
 
-__all__ = ("Case", "Sample", "measure", "measure_alternating")
+__all__ = ("Case", "Sample", "check_outputs", "measure", "measure_alternating", "run_batch")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,7 @@ class Sample:
         return self.runs / self.median
 
 
-async def _batch(run: Run, runs: int) -> list[Any]:
+async def run_batch(run: Run, runs: int) -> list[Any]:
     outputs: list[Any] = [None] * runs
 
     async def one(i: int) -> None:
@@ -88,12 +88,12 @@ async def measure(contender: Contender, case: Case, expected: list[Any]) -> Samp
     times = []
     async with contender.open(case.shape) as run:
         if contender.warm:
-            _check(case, contender, await _batch(run, runs), expected)
+            check_outputs(case, contender, await run_batch(run, runs), expected)
         for _ in range(case.reps):
             started = time.perf_counter()
-            outputs = await _batch(run, runs)
+            outputs = await run_batch(run, runs)
             times.append(time.perf_counter() - started)
-            _check(case, contender, outputs, expected)
+            check_outputs(case, contender, outputs, expected)
     return _progress(Sample(case, contender, tuple(times), runs, note))
 
 
@@ -123,9 +123,9 @@ async def measure_alternating(contenders: list[Contender], cases: tuple[Case, ..
             for case in cases:
                 async with contender.open(case.shape) as run:
                     started = time.perf_counter()
-                    outputs = await _batch(run, 1)
+                    outputs = await run_batch(run, 1)
                     times[case.title, contender.key].append(time.perf_counter() - started)
-                _check(case, contender, outputs, expected[case.title])
+                check_outputs(case, contender, outputs, expected[case.title])
     note = "taking turns with the other CPU case"
     return [
         _progress(Sample(case, c, tuple(times[case.title, c.key]), note=note))
@@ -134,7 +134,9 @@ async def measure_alternating(contenders: list[Contender], cases: tuple[Case, ..
     ]
 
 
-def _check(case: Case, contender: Contender, outputs: list[Any], expected: list[Any]) -> None:
+def check_outputs(
+    case: Case, contender: Contender, outputs: list[Any], expected: list[Any]
+) -> None:
     """Every contender must compute the same output: they run the same JS."""
     if not expected:
         expected.append(outputs[0])

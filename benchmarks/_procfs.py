@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import anyio
 
-__all__ = ("cpu_seconds", "idle_cores", "peak_rss", "rss")
+__all__ = ("PeakRss", "cpu_seconds", "idle_cores", "peak_rss", "rss", "track_peak_rss")
 
 _TICK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -50,3 +52,41 @@ def peak_rss(pid: int) -> int:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+@dataclass(slots=True)
+class PeakRss:
+    """The largest sum seen of this process's and the workers' resident memory, in bytes."""
+
+    host: int = 0
+    workers: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.host + self.workers
+
+
+@asynccontextmanager
+async def track_peak_rss(
+    worker_pids: Callable[[], Iterable[int]], every: float = 0.01
+) -> AsyncIterator[PeakRss]:
+    """Sample this process + ``worker_pids()`` every ``every`` seconds while the block runs."""
+    peak = PeakRss()
+
+    def sample() -> None:
+        host, workers = rss(os.getpid()), sum(rss(pid) for pid in worker_pids())
+        if host + workers > peak.total:
+            peak.host, peak.workers = host, workers
+
+    async def keep_sampling() -> None:
+        while True:
+            sample()
+            await anyio.sleep(every)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(keep_sampling)
+        try:
+            yield peak
+        finally:
+            sample()
+            tg.cancel_scope.cancel()

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+import anyio
+
 from actors import Workflow
 
 __all__ = (
@@ -22,10 +24,12 @@ __all__ = (
     "chain",
     "cpu_js",
     "cpu_pair",
+    "diamond_io",
     "fan_out",
     "fetch_data",
     "lattice",
     "seed_dag",
+    "seed_workflow",
     "topological",
 )
 
@@ -121,6 +125,42 @@ def seed_dag() -> Shape:
         context={"config": {"multiplier": 2}},
         api={"fetch_data": fetch_data},
     )
+
+
+def seed_workflow() -> Shape:
+    """The workflow ``examples/seed_workflow.py`` ships, with its own ``fetch_data`` (0.1 s I/O)."""
+    from examples.seed_workflow import API, wf  # the repository root is on sys.path
+
+    steps = {
+        name: StepDef(step["js"], tuple(step.get("after", ())))
+        for name, step in wf.to_dict()["steps"].items()
+    }
+    return _shape(
+        "seed workflow, 0.1 s host I/O",
+        steps,
+        event={"source_a": "a", "source_b": "b", "user_id": 123},
+        context={"config": {"multiplier": 2}},
+        api=API,
+    )
+
+
+def diamond_io(delay: float, width: int = 3) -> Shape:
+    """``a``, ``width`` steps after it, ``c`` after them all; each step awaits ``io`` once.
+
+    ``io(x)`` is an async host function that sleeps ``delay`` seconds and returns x + 1.
+    """
+
+    async def io(x: int) -> int:
+        await anyio.sleep(delay)
+        return x + 1
+
+    steps = {"a": StepDef("return await io(1);")}
+    for i in range(width):
+        steps[f"b{i}"] = StepDef(f"return await io(deps.a + {i});", ("a",))
+    total = " + ".join(f"deps.b{i}" for i in range(width))
+    steps["c"] = StepDef(f"return await io({total});", tuple(f"b{i}" for i in range(width)))
+    name = f"1-{width}-1 DAG, {delay * 1e3:g} ms host I/O per step"
+    return _shape(name, steps, api={"io": io})
 
 
 def chain(n: int) -> Shape:

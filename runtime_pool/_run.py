@@ -307,17 +307,20 @@ class _HostCalls:
         tg.start_soon(self._reply, header, "error", f"{header['name']}() refused: {refusal}")
 
     async def _serve(self, header: dict[str, Any], payload: bytes) -> None:
+        """Call the function and send its reply; the call counts as in flight until
+        its reply is written, so replies waiting to be sent are capped with the calls."""
         name = header["name"]
         try:
-            value = await _call(self._api[name], json.loads(payload), self._limits.host_threads)
-            kind = "ok"
-        except Exception as exc:
-            kind, value = "error", _protocol.clip(str(exc) or f"{name}() failed")
-            logger.info("host_call_failed", function=name, error=_protocol.clip(repr(exc)))
+            try:
+                value = await _call(self._api[name], json.loads(payload), self._limits.host_threads)
+                kind = "ok"
+            except Exception as exc:
+                kind, value = "error", _protocol.clip(str(exc) or f"{name}() failed")
+                logger.info("host_call_failed", function=name, error=_protocol.clip(repr(exc)))
+            await self._reply(header, kind, value)
         finally:
             self._in_flight -= 1
             self._held -= len(payload)
-        await self._reply(header, kind, value)
 
     async def _reply(self, header: dict[str, Any], kind: str, value: Any) -> None:
         what = f"the value returned by {header['name']}()"

@@ -34,6 +34,7 @@ from actors import (
 from actors._cli_run import _log_event
 from actors._logging import event_fields
 from actors.testing import FakeLogLine, FakeRunner, FakeScript
+from runtime_pool import RuntimePool
 from runtime_pool.errors import ScriptError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -265,3 +266,29 @@ async def test_the_log_subscriber_logs_streamed_lines_once() -> None:
     assert by_event["step_log"]["line"] == "log: hi"
     assert [line["event"] for line in recorder.lines].count("step_log") == 1
     assert "console" not in by_event["step_completed"]
+
+
+async def test_console_lines_of_real_js_reach_the_bus_while_the_step_awaits() -> None:
+    """The same on the real pool: the line is on the bus before the host call returns."""
+    gate = anyio.Event()
+
+    async def wait() -> None:
+        await gate.wait()
+
+    wf = Workflow("w")
+    wf.add_step("slow", js="console.log('working', 1); await wait(); console.warn('done');")
+    async with (
+        Engine(pool=RuntimePool(size=1), api={"wait": wait}) as engine,
+        engine.bus.subscribe("step.*") as events,
+    ):
+        handle = await engine.start(wf)
+        with anyio.fail_after(10):
+            started, first = await events.receive(), await events.receive()
+            assert isinstance(first, StepLogged) and not handle.done  # still awaiting
+            gate.set()
+            second, completed = await events.receive(), await events.receive()
+    assert started.topic == "step.started"
+    assert (first.text, first.attempt) == ("working 1", 1)
+    assert isinstance(second, StepLogged) and (second.level, second.text) == ("warn", "done")
+    assert isinstance(completed, StepCompleted)
+    assert [line.text for line in completed.logs] == ["working 1", "done"]

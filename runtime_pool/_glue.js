@@ -184,7 +184,7 @@
   const runs = new MapCtor();        // token -> run record, while the run is live
   function newRun(token, streamLogs) {
     return {
-      token, live: true, logs: [], logChars: 0, logsTruncated: false, streamLogs,
+      token, live: true, logs: [], logChars: 0, logsTruncated: false, logsDropped: 0, streamLogs,
       timers: new MapCtor(), nextTimer: 1,
     };
   }
@@ -198,15 +198,23 @@
     } catch (_) { /* fall through */ }
     return safeString(a, maxLogChars);
   }
+  function dropped(n) {
+    return `[console output truncated: ${n} line${n === 1 ? "" : "s"} dropped]`;
+  }
   function record(r, level, args) {
-    if (!r.live || r.logsTruncated) return;
+    if (!r.live) return;
+    if (r.logsTruncated) {  // the marker (the last line kept) counts what was dropped
+      r.logs[r.logs.length - 1][1] = dropped(++r.logsDropped);
+      return;
+    }
     const parts = [];
     for (let i = 0; i < args.length; i++) arrayPush(parts, formatArg(args[i]));
     let text = arrayJoin(parts, " ");
     if (r.logs.length >= maxLogLines || r.logChars + text.length > maxLogChars) {
       r.logsTruncated = true;
+      r.logsDropped = 1;
       level = "warn";
-      text = "[console output truncated]";
+      text = dropped(1);
     } else {
       r.logChars += text.length;
     }

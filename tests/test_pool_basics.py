@@ -110,7 +110,7 @@ async def test_console_output_is_bounded_and_truncation_is_marked(
     async with RuntimePool(size=1, max_log_lines=10) as pool:
         execution = await pool.execute("for (let i = 0; i < 1000; i++) console.log('line', i)")
     assert len(execution.logs) == 11
-    assert execution.logs[-1] == LogLine("warn", "[console output truncated]")
+    assert execution.logs[-1] == LogLine("warn", "[console output truncated: 990 lines dropped]")
     assert "line" not in capfd.readouterr().out
 
 

@@ -10,6 +10,7 @@ function has returned, whoever is still waiting for it.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from contextlib import suppress
@@ -38,7 +39,7 @@ class HostThreads:
         if self._slots is None or self._threads is None:
             self._slots = anyio.CapacityLimiter(self.limit)
             self._threads = anyio.CapacityLimiter(self.limit)  # never the binding one
-        call = _Call(fn, self._slots)
+        call = _Call(fn, self._slots, _soon_from_thread())
         await self._slots.acquire_on_behalf_of(call)
         try:
             return await anyio.to_thread.run_sync(
@@ -52,9 +53,15 @@ class HostThreads:
 class _Call(Generic[T]):
     """One call's slot, released exactly once: by the caller, or by an abandoned thread."""
 
-    def __init__(self, fn: Callable[[], T], slots: anyio.CapacityLimiter) -> None:
+    def __init__(
+        self,
+        fn: Callable[[], T],
+        slots: anyio.CapacityLimiter,
+        soon: Callable[[Callable[[], object]], object],
+    ) -> None:
         self._fn = fn
         self._slots = slots
+        self._soon = soon
         self._lock = threading.Lock()
         self._state = "pending"  # -> "running" -> "done"; "left" once the caller gave up
 
@@ -69,9 +76,14 @@ class _Call(Generic[T]):
             with self._lock:
                 abandoned = self._state == "left"
                 self._state = "done"
-            if abandoned:
+            if abandoned:  # hand the release to the loop without waiting for it: a loop
+                # that has stopped (a closing host) would never answer, and this thread
+                # would then hang the process at exit
                 with suppress(RuntimeError):  # the event loop is gone: so is the limiter
-                    anyio.from_thread.run_sync(self._slots.release_on_behalf_of, self)
+                    self._soon(self._release)
+
+    def _release(self) -> None:
+        self._slots.release_on_behalf_of(self)
 
     def leave(self) -> bool:
         """The caller stops waiting; True when releasing the slot is up to the caller."""
@@ -81,3 +93,16 @@ class _Call(Generic[T]):
                 return False
             self._state = "left" if self._state == "pending" else self._state
             return True
+
+
+def _soon_from_thread() -> Callable[[Callable[[], object]], object]:
+    """The running event loop's "call this soon" that a thread may use without waiting."""
+    try:
+        return asyncio.get_running_loop().call_soon_threadsafe
+    except RuntimeError:  # not asyncio: anyio's other backend
+        import trio  # type: ignore[import-not-found]
+
+        soon: Callable[[Callable[[], object]], object] = (
+            trio.lowlevel.current_trio_token().run_sync_soon
+        )
+        return soon

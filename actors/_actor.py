@@ -122,7 +122,7 @@ class StepActor:
         attempt = 0 if journal is None else journal.attempts_before(step.name)
         while True:
             attempt += 1
-            if journal is not None:
+            if journal is not None and attempt > 1:  # a first attempt is inferred on resume
                 await journal.attempt(step.name, attempt)
             scope.running[step.name] = (attempt, self._began)
             outcome = await self._attempt(deps, attempt)

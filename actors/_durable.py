@@ -17,8 +17,8 @@ from actors._journal import RunJournal
 from actors._log import get_logger
 from actors._results import RunResult, StepResult
 from actors._run import Run, RunEnvironment, RunHandle
-from actors._store import RunRecord, RunStore, StepRecord
-from actors._store_codec import FINAL, run_result, step_from_record
+from actors._store import RunRecord, RunStore
+from actors._store_codec import FINAL, attempts_started, run_result, step_from_record
 from actors._values import first_non_json
 from actors._workflow import Workflow
 from actors.errors import DefinitionError, InvalidOption, UnknownRun
@@ -82,9 +82,9 @@ class Durable:
             except DefinitionError as exc:
                 logger.error("run_not_resumed", run_id=record.id, error=str(exc))
                 continue
-            steps = await self.store.get_steps(record.id)
-            recorded = {s.step: step_from_record(s) for s in steps if s.status in FINAL}
-            attempts = {s.step: s.attempts for s in steps if s.status not in FINAL}
+            steps = {s.step: s for s in await self.store.get_steps(record.id)}
+            recorded = {n: step_from_record(s) for n, s in steps.items() if s.status in FINAL}
+            attempts = attempts_started(record.definition, steps)
             runs.append(self._revive(workflow, record, env, recorded, attempts))
         return runs
 
@@ -164,9 +164,7 @@ class Durable:
         return record
 
     async def _result(self, record: RunRecord) -> RunResult:
-        steps: list[StepRecord] = await self.store.get_steps(record.id)
-        names = list(record.definition.get("steps", {}))
-        return run_result(record, steps, names)
+        return run_result(record, await self.store.get_steps(record.id))
 
     def _definition(self, workflow: Workflow) -> dict[str, Any]:
         cached = self._definitions.get(id(workflow))

@@ -2,8 +2,9 @@
 transaction (group commit), fed by a bounded queue; callers await without blocking.
 
 Each operation is a function of the connection. The thread takes what is queued
-(up to ``max_batch``), runs it in one transaction and commits; if the transaction
-fails it runs each operation alone, so one bad operation fails only its caller.
+(up to ``max_batch``), runs it in one transaction and commits (writes nobody awaits
+linger up to ``linger`` seconds to share the next commit); if the transaction fails
+it runs each operation alone, so one bad operation fails only its caller.
 Completion goes back to the event loop with one ``call_soon_threadsafe`` per batch.
 This needs the asyncio backend (the engine's pool needs it anyway).
 """
@@ -54,10 +55,12 @@ class Writer:
         translate: Callable[[sqlite3.Error], BaseException],
         queue_size: int = 1024,
         max_batch: int = 512,
+        linger: float = 0.05,
     ) -> None:
         self._connect = connect
         self._translate = translate
         self._max_batch = max_batch
+        self._linger = linger
         self._queue: queue.SimpleQueue[_Pending[Any] | None] = queue.SimpleQueue()
         self._room = anyio.Semaphore(queue_size)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -123,14 +126,19 @@ class Writer:
 
     def _serve_batch(self, conn: sqlite3.Connection) -> bool:
         batch: list[_Pending[Any]] = []
-        more = True
+        more, waited = True, False
         item = self._queue.get()
         while item is not None:
             batch.append(item)
+            waited = waited or item.wait
             if len(batch) >= self._max_batch:
                 break
-            try:
-                item = self._queue.get_nowait()
+            try:  # nobody waits for this batch yet: linger, so it shares the next commit
+                item = (
+                    self._queue.get(timeout=self._linger)
+                    if not waited
+                    else self._queue.get_nowait()
+                )
             except queue.Empty:
                 break
         else:

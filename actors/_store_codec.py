@@ -20,6 +20,7 @@ from actors.errors import SandboxFailed, ScriptFailed, StepError, StepTimedOut
 
 __all__ = (
     "StoredLog",
+    "attempts_started",
     "error_from_data",
     "error_to_data",
     "message_of",
@@ -112,10 +113,39 @@ def message_of(result: StepResult) -> Message:
     return Skipped(result.name, result.reason or f"was {result.status}")
 
 
-def run_result(record: RunRecord, steps: Sequence[StepRecord], names: Sequence[str]) -> RunResult:
-    """A :class:`RunResult` from the store; steps not recorded yet are ``"pending"``."""
-    by_name = {s.step: step_from_record(s) for s in steps}
-    results = {name: by_name.get(name) or StepResult(name, "pending") for name in names}
+def attempts_started(
+    definition: Mapping[str, Any], steps: Mapping[str, StepRecord]
+) -> dict[str, int]:
+    """Attempts that may have started, per step without an outcome: its recorded count,
+    and at least 1 once every upstream step completed (a first attempt is not recorded,
+    so a step that was ready counts as started)."""
+    started = {}
+    for name, spec in definition.get("steps", {}).items():
+        record = steps.get(name)
+        if record is not None and record.status in FINAL:
+            continue
+        upstream = [steps.get(up) for up in spec.get("after", ())]
+        ready = all(up is not None and up.status == "completed" for up in upstream)
+        attempts = max(record.attempts if record is not None else 0, 1 if ready else 0)
+        if attempts:
+            started[name] = attempts
+    return started
+
+
+def run_result(record: RunRecord, steps: Sequence[StepRecord]) -> RunResult:
+    """A :class:`RunResult` from the store; a step without an outcome is ``"running"``
+    once it may have started (see :func:`attempts_started`), else ``"pending"``."""
+    by_name = {s.step: s for s in steps}
+    started = attempts_started(record.definition, by_name)
+    results = {}
+    for name in record.definition.get("steps", {}):
+        step = by_name.get(name)
+        if step is not None and step.status in FINAL:
+            results[name] = step_from_record(step)
+        elif name in started:
+            results[name] = StepResult(name, "running", attempts=started[name])
+        else:
+            results[name] = StepResult(name, "pending")
     end = record.ended_at if record.ended_at is not None else time.time()
     return RunResult(
         id=record.id,

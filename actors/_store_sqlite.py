@@ -14,6 +14,7 @@ import os
 import socket
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Collection, Sequence
 from os import PathLike, fspath
 from types import TracebackType
@@ -73,6 +74,9 @@ class SQLiteStore:
     ``synchronous``: ``"NORMAL"`` (the default) survives a crash of the process;
     ``"FULL"`` also a power loss, at the cost of an fsync per commit.
     ``queue_size`` bounds the writes waiting for the writer thread.
+    ``read_only=True`` opens the file for reading only, without taking ownership
+    (to look at runs while an engine owns the file); writes raise
+    :class:`~actors.errors.StoreReadOnly`.
     """
 
     def __init__(
@@ -81,6 +85,7 @@ class SQLiteStore:
         *,
         synchronous: Synchronous = "NORMAL",
         queue_size: int = 1024,
+        read_only: bool = False,
     ) -> None:
         if synchronous not in ("NORMAL", "FULL"):
             raise InvalidOption("synchronous", "must be 'NORMAL' or 'FULL'", value=synchronous)
@@ -89,6 +94,7 @@ class SQLiteStore:
         self.path = fspath(path)
         self._synchronous = synchronous
         self._queue_size = queue_size
+        self.read_only = bool(read_only)
         self._lock = FileLock(self.path)
         self._writer: Writer | None = None
 
@@ -131,6 +137,8 @@ class SQLiteStore:
     # -- opening (on the writer thread) ----------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            return self._open_read_only()
         self._lock.acquire()
         try:
             return self._open_database()
@@ -154,6 +162,22 @@ class SQLiteStore:
                 "INSERT OR REPLACE INTO locks VALUES (1, ?, ?, ?)",
                 (os.getpid(), socket.gethostname(), time.time()),
             )
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        if not os.path.exists(self.path):
+            raise StoreError(self.path, "no such file")
+        uri = "file:" + urllib.parse.quote(os.path.abspath(self.path)) + "?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                raise StoreError(self.path, "is not a run store (no runs were recorded in it)")
+            if version > SCHEMA_VERSION:
+                raise StoreVersionError(self.path, found=version, supported=SCHEMA_VERSION)
         except BaseException:
             conn.close()
             raise

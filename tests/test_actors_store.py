@@ -277,3 +277,24 @@ async def test_a_second_engine_on_one_file_is_refused(tmp_path: Path) -> None:
         with pytest.raises(StoreLocked, match="in use by process"):
             async with Engine(pool=runner(), store=db):
                 pass
+
+
+async def test_a_resumed_run_missing_a_host_function_fails_naming_it(tmp_path: Path) -> None:
+    from runtime_pool import RuntimePool
+
+    db = tmp_path / "runs.db"
+    wf = Workflow("hosted")
+    wf.add_step("a", js="return 1;")
+    wf.add_step("b", js="return await fetch_data(deps.a);", after=["a"])
+    now = time.time()
+    async with SQLiteStore(db) as store:
+        await store.create_run(
+            RunRecord("r1", "hosted", wf.to_dict(), {}, None, "running", now, now)
+        )
+        await store.record_step(StepRecord("r1", "a", "completed", attempts=1, result=1))
+    async with Engine(pool=RuntimePool(size=1), store=db) as engine:  # no fetch_data here
+        with anyio.fail_after(20):
+            result = await engine.wait("r1")
+    error = result.steps["b"].error
+    assert result.status == "failed" and error is not None
+    assert error.name == "ReferenceError" and "fetch_data" in error.message

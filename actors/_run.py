@@ -28,6 +28,8 @@ __all__ = ("Run", "RunEnvironment", "RunHandle", "RunLike")
 
 # How long a run's final event may wait for slow subscribers while being cancelled.
 FINAL_EVENT_TIMEOUT = 1.0
+# How long recording a run's end in its store may hold the run's task up.
+STORE_FINISH_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +158,8 @@ class Run:
             journal = self._scope.journal
             # stopped by its engine (not cancelled by a user): left to resume later
             if journal is not None and not (interrupted and not self._cancel_scope.cancel_called):
-                with anyio.CancelScope(shield=True):
-                    await journal.finish(result)
+                with anyio.move_on_after(STORE_FINISH_TIMEOUT, shield=True):
+                    await journal.finish(result)  # if it never lands, a resume ends it
             if interrupted:  # shielded, so the final event goes out, but not for long
                 with anyio.move_on_after(FINAL_EVENT_TIMEOUT, shield=True):
                     await self._emit(_final_event(result))

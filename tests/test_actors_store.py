@@ -298,3 +298,24 @@ async def test_a_resumed_run_missing_a_host_function_fails_naming_it(tmp_path: P
     error = result.steps["b"].error
     assert result.status == "failed" and error is not None
     assert error.name == "ReferenceError" and "fetch_data" in error.message
+
+
+async def test_a_cancelled_run_is_recorded_so_and_retry_finishes_it(tmp_path: Path) -> None:
+    entered = anyio.Event()
+
+    async def hang(s: FakeScript) -> Any:
+        entered.set()
+        await anyio.sleep_forever()
+
+    fake = runner(B=hang)
+    async with Engine(pool=fake, store=tmp_path / "runs.db") as engine:
+        handle = await engine.start(chain(), event={"n": 1})
+        await entered.wait()
+        cancelled = await handle.cancel()
+        stored = await engine.get_run(handle.id)
+        fake.scripts["B"] = runner().scripts["B"]
+        again = await (await engine.retry(handle.id)).wait()
+    assert cancelled.status == stored.status == "cancelled"
+    assert [stored.steps[n].status for n in "abc"] == ["completed", "cancelled", "skipped"]
+    assert again.status == "completed" and again.output == {"c": 20, "attempt": 1}
+    assert [s for s, _ in fake.started] == ["a", "b", "b", "c"]

@@ -230,3 +230,19 @@ def _read_only(path: Path) -> Iterator[None]:
 async def _make_store(path: Path) -> None:
     async with SQLiteStore(path) as store:
         await store.create_run(a_run(f"r{time.monotonic_ns()}"))
+
+
+async def test_a_read_only_opener_reads_while_the_owner_writes(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    async with SQLiteStore(path) as owner:
+        await owner.create_run(a_run("r1"))
+        async with SQLiteStore(path, read_only=True) as reader:
+            assert [r.id for r in await reader.list_runs()] == ["r1"]
+            await owner.record_step(a_step("r1"))
+            assert [s.step for s in await reader.get_steps("r1")] == ["a"]
+            with pytest.raises(StoreReadOnly):
+                await reader.create_run(a_run("r2"))
+    with pytest.raises(StoreError, match="not a run store"):
+        sqlite3.connect(tmp_path / "empty.db").close()
+        async with SQLiteStore(tmp_path / "empty.db", read_only=True):
+            pass

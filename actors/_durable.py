@@ -105,7 +105,8 @@ class Durable:
         return self._revive(workflow, record, env, keep, {})
 
     def ended(self, run: Run) -> None:
-        self.live.pop(run.id, None)
+        if self.live.get(run.id) is run:  # (a retry may have replaced it already)
+            del self.live[run.id]
 
     async def get_run(self, run_id: str) -> RunResult:
         record = await self.store.get_run(run_id)

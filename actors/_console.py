@@ -23,6 +23,7 @@ from actors._events import LifecycleEvent, StepLogged
 __all__ = ("MAX_STREAMED_LINES", "OnLog", "can_stream_logs", "streamed_console")
 
 MAX_STREAMED_LINES = 1000
+FLUSH_TIMEOUT = 1.0  # how long a cancelled step's queued lines may take to be published
 _QUEUE = 256
 
 OnLog = Callable[[Any], None]
@@ -53,8 +54,13 @@ async def streamed_console(
     workflow: str,
     step: str,
     attempt: int,
+    keep: list[Any] | None = None,
 ) -> AsyncIterator[OnLog]:
-    """Yield the ``on_log`` callback; every line it takes is published before exit."""
+    """Yield the ``on_log`` callback; every line it takes is published before exit
+    (when the step is cancelled, for at most ``FLUSH_TIMEOUT`` seconds more).
+
+    The first ``MAX_STREAMED_LINES`` lines are also appended to ``keep``.
+    """
     send, receive = anyio.create_memory_object_stream[StepLogged](_QUEUE)
     taken = dropped = 0
 
@@ -69,6 +75,8 @@ async def streamed_console(
             text=str(getattr(line, "text", line)),
             timestamp=float(getattr(line, "timestamp", None) or time.time()),
         )
+        if keep is not None and len(keep) < MAX_STREAMED_LINES:
+            keep.append(line)
         if taken >= MAX_STREAMED_LINES:
             dropped += 1
             return
@@ -78,10 +86,15 @@ async def streamed_console(
         except anyio.WouldBlock:
             dropped += 1
 
+    # Shielded, so lines queued when the step is cancelled still go out; bounded then.
+    publisher = anyio.CancelScope(shield=True)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_publish, receive, emit)
+        tg.start_soon(_publish, receive, emit, publisher)
         try:
             yield on_log
+        except BaseException:  # cancelled, or failed: the last lines get a short while
+            publisher.deadline = anyio.current_time() + FLUSH_TIMEOUT
+            raise
         finally:
             send.close()  # the publisher drains what is queued, then ends
     if dropped:
@@ -101,7 +114,8 @@ async def streamed_console(
 async def _publish(
     receive: MemoryObjectReceiveStream[StepLogged],
     emit: Callable[[LifecycleEvent], Awaitable[None]],
+    scope: anyio.CancelScope,
 ) -> None:
-    async with receive:
+    with scope, receive:
         async for event in receive:
             await emit(event)

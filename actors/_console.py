@@ -2,9 +2,9 @@
 
 Used when the runner can stream console lines (its ``execute`` takes ``on_log=``,
 a synchronous callback called with each line as the script writes it). Lines go
-through a bounded queue to a task that publishes them, so a chatty script never
-blocks the runner; at most ``MAX_STREAMED_LINES`` lines per attempt are
-published, and a final line says how many were dropped past that.
+through a queue (bounded by that cap) to a task that publishes them, so a chatty
+script never blocks the runner; at most ``MAX_STREAMED_LINES`` lines per attempt
+are published, and a final line says how many were dropped past that.
 """
 
 from __future__ import annotations
@@ -22,9 +22,10 @@ from actors._events import LifecycleEvent, StepLogged
 
 __all__ = ("MAX_STREAMED_LINES", "OnLog", "can_stream_logs", "streamed_console")
 
-MAX_STREAMED_LINES = 1000
+# Above the pool's own cap (max_log_lines, 1000 by default, plus its marker), so a
+# default pool's marker, which counts what it dropped, is published too.
+MAX_STREAMED_LINES = 10_000
 FLUSH_TIMEOUT = 1.0  # how long a cancelled step's queued lines may take to be published
-_QUEUE = 256
 
 OnLog = Callable[[Any], None]
 
@@ -61,7 +62,8 @@ async def streamed_console(
 
     The first ``MAX_STREAMED_LINES`` lines are also appended to ``keep``.
     """
-    send, receive = anyio.create_memory_object_stream[StepLogged](_QUEUE)
+    # Room for every line up to the cap: a burst waits here rather than being dropped.
+    send, receive = anyio.create_memory_object_stream[StepLogged](MAX_STREAMED_LINES)
     taken = dropped = 0
 
     def on_log(line: Any) -> None:

@@ -203,7 +203,12 @@ class RuntimePool:
             slot, run, inbox = await self._checkout(solo)
             try:
                 start = None if rerun else on_start
-                return await drive_run(slot, run, inbox, request, self._limits, start, streamed)
+                execution = await drive_run(
+                    slot, run, inbox, request, self._limits, start, streamed
+                )
+                if streamed is not None:
+                    streamed.finish(execution.logs)
+                return execution
             except WorkerGone:
                 continue  # it died while idle; its replacement is on the way
             except Evicted as evicted:
@@ -219,6 +224,7 @@ class RuntimePool:
                     streamed.rerun()
             except errors.RuntimePoolError as error:
                 if streamed is not None:
+                    streamed.finish(error.logs)
                     streamed.fill(error)  # a stopped runtime reports no lines of its own
                 raise
             finally:

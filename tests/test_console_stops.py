@@ -1,5 +1,6 @@
 """Console lines survive every way a run stops: cancellation, heap and memory breaches,
-eviction with a rerun (each line passed on once), in the pool, the engine and the CLI."""
+eviction with a rerun (each line passed on once), in the pool, the engine and the CLI;
+past the cap, the streamed lines end with the marker's final count."""
 
 from __future__ import annotations
 
@@ -119,6 +120,17 @@ async def test_a_rerun_after_an_eviction_passes_each_line_on_once() -> None:
     assert [line.text for line in outcomes["breaker"].logs] == ["breaker"]
 
 
+async def test_a_capped_stream_ends_with_the_markers_final_count() -> None:
+    streamed: list[LogLine] = []
+    async with RuntimePool(size=1) as pool:
+        execution = await pool.execute(
+            "for (let i = 0; i < 1500; i++) console.log('line', i);", on_log=streamed.append
+        )
+    assert len(streamed) == 1001
+    assert streamed[-1] == LogLine("warn", "[console output truncated: 500 lines dropped]")
+    assert tuple(streamed) == execution.logs
+
+
 # -- the engine ----------------------------------------------------------------------------
 
 
@@ -163,6 +175,21 @@ async def test_a_step_cancelled_on_a_retry_keeps_every_attempts_lines() -> None:
     [event] = [e for e in seen if isinstance(e, StepCancelled)]
     assert [line.text for line in result.steps["f"].logs] == ["try 1", "try 2"]
     assert (event.attempt, [line.text for line in event.logs]) == (2, ["try 2"])
+
+
+async def test_a_chatty_steps_lines_are_all_published_up_to_the_pools_marker() -> None:
+    wf = Workflow("w")
+    wf.add_step("chatty", js="for (let i = 0; i < 1500; i++) console.log('line', i);")
+    async with Engine() as engine, engine.bus.subscribe("step.*", max_buffer=2000) as events:
+        await engine.run(wf)
+        texts: list[str] = []
+        with anyio.fail_after(5):
+            while (event := await events.receive()).topic != "step.completed":
+                if isinstance(event, StepLogged):
+                    texts.append(event.text)
+    assert texts == [f"line {i}" for i in range(1000)] + [
+        "[console output truncated: 500 lines dropped]"
+    ]
 
 
 async def test_a_step_that_broke_the_heap_limit_keeps_its_lines() -> None:

@@ -27,6 +27,7 @@ from actors._events import LifecycleEvent, StepLogged
 from actors._log import get_logger
 from actors._logging import event_fields
 from actors._results import RunResult
+from actors._run import wait_or_cancel
 from actors._runner import LogEntry
 from actors._workflow import Workflow
 from actors.errors import DefinitionError
@@ -152,10 +153,7 @@ async def run(
         drained = anyio.Event()
         await tg.start(_report_progress, engine.bus, drained)
         handle = await engine.start(workflow, event=event)
-        with anyio.move_on_after(math.inf if timeout is None else timeout) as deadline:
-            result = await handle.wait()
-        if deadline.cancelled_caught:
-            result = await handle.cancel()
+        result = await wait_or_cancel(handle, timeout)  # steps say "run timed out after"
         with anyio.move_on_after(_DRAIN_TIMEOUT):
             await drained.wait()
         tg.cancel_scope.cancel()

@@ -55,6 +55,8 @@ class RunScope:
     results: dict[str, StepResult] = field(default_factory=dict)
     # attempt, and when the step's first script started (None: still waiting to start)
     running: dict[str, tuple[int, float | None]] = field(default_factory=dict)
+    # console lines of running steps: (earlier attempts', this attempt's so far)
+    console: dict[str, tuple[tuple[LogEntry, ...], list[LogEntry]]] = field(default_factory=dict)
 
 
 class StepActor:
@@ -125,7 +127,9 @@ class StepActor:
             if journal is not None and attempt > 1:  # a first attempt is inferred on resume
                 await journal.attempt(step.name, attempt)
             scope.running[step.name] = (attempt, self._began)
-            outcome = await self._attempt(deps, attempt)
+            streamed: list[LogEntry] = []  # kept for a cancel, which reports no lines
+            scope.console[step.name] = (tuple(logs), streamed)
+            outcome = await self._attempt(deps, attempt, streamed)
             logs.extend(outcome.logs)
             done = (attempt, tuple(logs), tuple(outcome.logs))
             if not isinstance(outcome, AttemptFailed):
@@ -135,7 +139,9 @@ class StepActor:
                 return await self._fail(error, *done)
             await self._wait_to_retry(error, attempt, retry.delay_after(attempt), outcome.logs)
 
-    async def _attempt(self, deps: dict[str, Any], attempt: int) -> ExecutionLike | AttemptFailed:
+    async def _attempt(
+        self, deps: dict[str, Any], attempt: int, streamed: list[LogEntry]
+    ) -> ExecutionLike | AttemptFailed:
         scope, step = self._scope, self._step
         announced = anyio.Event()
         call = partial(
@@ -157,7 +163,8 @@ class StepActor:
             await scope.emit(event)
 
         ids = {"run_id": scope.run_id, "workflow": scope.workflow, "step": step.name}
-        async with streamed_console(emit_after_start, attempt=attempt, **ids) as on_log:
+        console = streamed_console(emit_after_start, attempt=attempt, keep=streamed, **ids)
+        async with console as on_log:
             return await call(on_log=on_log)
 
     def _globals(self, deps: dict[str, Any], attempt: int) -> dict[str, Any]:
@@ -254,6 +261,7 @@ class StepActor:
             name, status, attempts=attempt, duration=duration, logs=logs, **outcome
         )
         del scope.running[name]
+        scope.console.pop(name, None)
         return {
             "run_id": scope.run_id,
             "workflow": scope.workflow,

@@ -27,6 +27,7 @@ from actors._events import LifecycleEvent, StepLogged
 from actors._log import get_logger
 from actors._logging import event_fields
 from actors._results import RunResult
+from actors._run import wait_or_cancel
 from actors._runner import LogEntry
 from actors._workflow import Workflow
 from actors.errors import DefinitionError, StoreError, UnknownRun
@@ -53,7 +54,7 @@ class BadInput(Exception):
 def load_workflow(path: str) -> Workflow:
     """Read and validate a JSON or TOML workflow file."""
     try:
-        return Workflow.from_file(path)
+        return Workflow.from_file(path, check=False)  # checked with the --api names
     except DefinitionError as exc:
         raise BadInput(str(exc)) from None
 
@@ -162,10 +163,7 @@ async def run(
         if handle.done:  # the key named a run that had ended: nothing is published
             tg.cancel_scope.cancel()
             return await handle.wait()
-        with anyio.move_on_after(math.inf if timeout is None else timeout) as deadline:
-            result = await handle.wait()
-        if deadline.cancelled_caught:
-            result = await handle.cancel()
+        result = await wait_or_cancel(handle, timeout)  # steps say "run timed out after"
         with anyio.move_on_after(_DRAIN_TIMEOUT):
             await drained.wait()
         tg.cancel_scope.cancel()

@@ -2,9 +2,9 @@
 
 Used when the runner can stream console lines (its ``execute`` takes ``on_log=``,
 a synchronous callback called with each line as the script writes it). Lines go
-through a bounded queue to a task that publishes them, so a chatty script never
-blocks the runner; at most ``MAX_STREAMED_LINES`` lines per attempt are
-published, and a final line says how many were dropped past that.
+through a queue (bounded by that cap) to a task that publishes them, so a chatty
+script never blocks the runner; at most ``MAX_STREAMED_LINES`` lines per attempt
+are published, and a final line says how many were dropped past that.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from actors._events import LifecycleEvent, StepLogged
 
 __all__ = ("MAX_STREAMED_LINES", "OnLog", "can_stream_logs", "streamed_console")
 
-MAX_STREAMED_LINES = 1000
-_QUEUE = 256
+# Above the pool's own cap (max_log_lines, 1000 by default, plus its marker), so a
+# default pool's marker, which counts what it dropped, is published too.
+MAX_STREAMED_LINES = 10_000
+FLUSH_TIMEOUT = 1.0  # how long a cancelled step's queued lines may take to be published
 
 OnLog = Callable[[Any], None]
 
@@ -53,9 +55,15 @@ async def streamed_console(
     workflow: str,
     step: str,
     attempt: int,
+    keep: list[Any] | None = None,
 ) -> AsyncIterator[OnLog]:
-    """Yield the ``on_log`` callback; every line it takes is published before exit."""
-    send, receive = anyio.create_memory_object_stream[StepLogged](_QUEUE)
+    """Yield the ``on_log`` callback; every line it takes is published before exit
+    (when the step is cancelled, for at most ``FLUSH_TIMEOUT`` seconds more).
+
+    The first ``MAX_STREAMED_LINES`` lines are also appended to ``keep``.
+    """
+    # Room for every line up to the cap: a burst waits here rather than being dropped.
+    send, receive = anyio.create_memory_object_stream[StepLogged](MAX_STREAMED_LINES)
     taken = dropped = 0
 
     def on_log(line: Any) -> None:
@@ -69,6 +77,8 @@ async def streamed_console(
             text=str(getattr(line, "text", line)),
             timestamp=float(getattr(line, "timestamp", None) or time.time()),
         )
+        if keep is not None and len(keep) < MAX_STREAMED_LINES:
+            keep.append(line)
         if taken >= MAX_STREAMED_LINES:
             dropped += 1
             return
@@ -78,10 +88,15 @@ async def streamed_console(
         except anyio.WouldBlock:
             dropped += 1
 
+    # Shielded, so lines queued when the step is cancelled still go out; bounded then.
+    publisher = anyio.CancelScope(shield=True)
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_publish, receive, emit)
+        tg.start_soon(_publish, receive, emit, publisher)
         try:
             yield on_log
+        except BaseException:  # cancelled, or failed: the last lines get a short while
+            publisher.deadline = anyio.current_time() + FLUSH_TIMEOUT
+            raise
         finally:
             send.close()  # the publisher drains what is queued, then ends
     if dropped:
@@ -101,7 +116,8 @@ async def streamed_console(
 async def _publish(
     receive: MemoryObjectReceiveStream[StepLogged],
     emit: Callable[[LifecycleEvent], Awaitable[None]],
+    scope: anyio.CancelScope,
 ) -> None:
-    async with receive:
+    with scope, receive:
         async for event in receive:
             await emit(event)

@@ -21,7 +21,7 @@ from actors._results import RunResult
 from actors._retry import Retry
 from actors._run import Run, RunEnvironment, RunHandle, check_run_timeout, wait_or_cancel
 from actors._runner import StepRunner, default_runner
-from actors._shutdown import ActiveRuns, Shutdown, check_shutdown, drain
+from actors._shutdown import ActiveRuns, Shutdown, check_shutdown, drain, sole_exception
 from actors._store import RunStore, open_store
 from actors._trigger import Trigger
 from actors._workflow import Workflow
@@ -140,11 +140,21 @@ class Engine:
             interrupted = await drain(self._active, self._drain_timeout)
         self._task_group = self._env = self._stack = None
         task_group.cancel_scope.cancel()  # what still runs is cancelled
-        if interrupted is None:
-            return await stack.__aexit__(exc_type, exc, tb)
-        if not await stack.__aexit__(type(interrupted), interrupted, interrupted.__traceback__):
+        if interrupted is not None:  # the drain was interrupted: leave with that
+            exc_type, exc, tb = type(interrupted), interrupted, interrupted.__traceback__
+        sole: BaseException | None = None
+        try:
+            if await stack.__aexit__(exc_type, exc, tb):
+                return True
+        except BaseExceptionGroup as group:  # from the engine's own task group
+            sole = sole_exception(group)
+            if sole is None:
+                raise
+        if sole is not None and sole is not exc:
+            raise sole  # one error, raised as itself (outside the except: not chained to its group)
+        if interrupted is not None:
             raise interrupted
-        return None
+        return False  # the body's own exception, if any, propagates unchanged
 
     # -- runs ------------------------------------------------------------------------
 

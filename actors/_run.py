@@ -14,7 +14,14 @@ from anyio.abc import TaskStatus
 
 from actors._actor import RunScope, StepActor
 from actors._bus import EventBus
-from actors._events import LifecycleEvent, RunCancelled, RunCompleted, RunFailed, RunStarted
+from actors._events import (
+    LifecycleEvent,
+    RunCancelled,
+    RunCompleted,
+    RunFailed,
+    RunStarted,
+    StepCancelled,
+)
 from actors._journal import RunJournal
 from actors._messages import Message
 from actors._results import RunResult, RunStatus, StepResult
@@ -162,11 +169,33 @@ class Run:
                     await journal.finish(result)  # if it never lands, a resume ends it
             if interrupted:  # shielded, so the final event goes out, but not for long
                 with anyio.move_on_after(FINAL_EVENT_TIMEOUT, shield=True):
+                    for event in self._cancelled_events(result):
+                        await self._emit(event)
+                with anyio.move_on_after(FINAL_EVENT_TIMEOUT, shield=True):
                     await self._emit(_final_event(result))
             else:  # like any event: each subscriber's own policy bounds the wait
                 await self._emit(_final_event(result))
         finally:
             self._done.set()
+
+    def _cancelled_events(self, result: RunResult) -> list[StepCancelled]:
+        """One ``step.cancelled`` per step stopped while running, with its last lines."""
+        events = []
+        for name, step in result.steps.items():
+            if step.status == "cancelled":
+                earlier, _ = self._scope.console.get(name, ((), []))
+                events.append(
+                    StepCancelled(
+                        run_id=self.id,
+                        workflow=self.workflow,
+                        step=name,
+                        attempt=step.attempts,
+                        reason=step.reason or "",
+                        duration=step.duration,
+                        logs=step.logs[len(earlier) :],
+                    )
+                )
+        return events
 
     def _result(self, duration: float, *, interrupted: bool) -> RunResult:
         steps = {name: self._step_result(name) for name in self._steps}
@@ -196,13 +225,15 @@ class Run:
         running = self._scope.running.get(name)
         if running is not None:
             attempts, started = running
+            earlier, streamed = self._scope.console.get(name, ((), []))
             duration = 0.0 if started is None else time.monotonic() - started
             if started is None:
                 reason = f"{self._cancel_reason} while the step waited to start"
             else:
                 reason = f"{self._cancel_reason} while running"
+            logs = (*earlier, *streamed)  # up to the stop
             return StepResult(
-                name, "cancelled", reason=reason, attempts=attempts, duration=duration
+                name, "cancelled", reason=reason, attempts=attempts, duration=duration, logs=logs
             )
         reason = f"{self._cancel_reason} before the step started"
         return StepResult(name, "skipped", reason=reason)

@@ -26,10 +26,12 @@ class RunJournal:
     """Records run ``run_id`` in ``store``. ``attempts``: attempts started per step
     before this process took the run over (a resume continues counting from there)."""
 
-    def __init__(self, store: RunStore, run_id: str, attempts: Mapping[str, int] = {}) -> None:
+    def __init__(
+        self, store: RunStore, run_id: str, attempts: Mapping[str, int] | None = None
+    ) -> None:
         self.store = store
         self.run_id = run_id
-        self._attempts = attempts
+        self._attempts = attempts or {}
         self._recorded: set[str] = set()
 
     def attempts_before(self, step: str) -> int:

@@ -1,13 +1,17 @@
-"""Shared test set-up: the anyio backend and a per-test time limit."""
+"""Shared test set-up: the anyio backend, a per-test time limit, a PostgreSQL server."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import os
 import signal
 from collections.abc import Iterator
 from types import FrameType
 
 import pytest
+
+from tests import pg_server
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -62,3 +66,41 @@ def no_worker_left_behind() -> Iterator[None]:
     """Every test must end with no sandbox worker process left running."""
     yield
     assert worker_children() == [], "a test left sandbox worker processes running"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[pg_server.PgServer]:
+    """One real PostgreSQL server for the session (see ``tests/pg_server.py``). Skipped
+    when this machine has no server binaries; with ``CI=true`` that is a failure."""
+    binaries = pg_server.find_binaries()
+    if binaries is None:
+        reason = "no PostgreSQL server in /usr/lib/postgresql/*/bin (apt install postgresql)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    server = pg_server.start(binaries)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: pg_server.PgServer) -> str:
+    """The address of a new, empty database on the session's server."""
+    import asyncpg
+
+    name = f"test_{os.getpid()}_{next(_databases)}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(postgres_server.dsn())
+        try:
+            await conn.execute(f"CREATE DATABASE {name}")
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return postgres_server.dsn(name)

@@ -25,6 +25,7 @@ from actors._retry import Retry
 from actors._run import RunHandle
 from actors._runner import StepRunner
 from actors._store import RunRecord, RunStore, StepRecord
+from actors._store_postgres import PostgresStore
 from actors._store_sqlite import SQLiteStore
 from actors._subscription import Policy, SubscriberStatistics, Subscription
 from actors._trigger import Trigger
@@ -38,6 +39,7 @@ __all__ = (
     "EventBus",
     "LifecycleEvent",
     "Policy",
+    "PostgresStore",
     "Published",
     "Retry",
     "RunCancelled",

@@ -1,4 +1,5 @@
-"""The CLI's run-history commands on a store file (``--db F``).
+"""The CLI's run-history commands on a store (``--db F``: a SQLite file or a
+``postgresql://`` address).
 
 ::
 
@@ -28,6 +29,7 @@ from actors._durable import Durable
 from actors._engine import Engine
 from actors._results import RunResult, StepResult
 from actors._store import RunRecord
+from actors._store_postgres import PostgresStore, is_postgres_address
 from actors._store_sqlite import SQLiteStore
 from actors.errors import ActorsError
 
@@ -65,7 +67,12 @@ def add_store_commands(commands: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _db(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", required=True, metavar="F", help="the SQLite run store file")
+    parser.add_argument(
+        "--db",
+        required=True,
+        metavar="F",
+        help="the run store: a SQLite file or a postgresql:// address",
+    )
 
 
 def _host(parser: argparse.ArgumentParser) -> None:
@@ -78,7 +85,8 @@ def _host(parser: argparse.ArgumentParser) -> None:
 
 def _read(args: argparse.Namespace, read: Callable[[Durable], Any]) -> Any:
     async def main() -> Any:
-        async with SQLiteStore(args.db, read_only=True) as store:
+        reader = PostgresStore if is_postgres_address(args.db) else SQLiteStore
+        async with reader(args.db, read_only=True) as store:
             return await read(Durable(store))
 
     try:

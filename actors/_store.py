@@ -4,7 +4,7 @@ The engine talks to a :class:`RunStore` only (never to SQL). A backend records
 plain data: :class:`RunRecord` (one per run) and :class:`StepRecord` (one per step
 outcome, and a ``"running"`` marker per attempt started). Values are JSON-like
 data; a backend encodes them as it likes. ``actors.SQLiteStore`` is the embedded
-backend; a PostgreSQL one implements the same protocol.
+backend, ``actors.PostgresStore`` the shared one.
 """
 
 from __future__ import annotations
@@ -119,11 +119,16 @@ class RunStore(Protocol):
 
 
 def open_store(store: object) -> RunStore | None:
-    """``Engine(store=...)``: ``None``, a path (SQLite) or a :class:`RunStore` object."""
+    """``Engine(store=...)``: ``None``, a path (SQLite), a ``postgresql://`` address or
+    a :class:`RunStore` object."""
     if store is None or isinstance(store, RunStore):
         return store
+    if isinstance(store, str) and store.startswith(("postgresql://", "postgres://")):
+        from actors._store_postgres import PostgresStore
+
+        return PostgresStore(store)
     if isinstance(store, str) and "://" in store:
-        raise InvalidOption("store", "only SQLite file paths are supported yet", value=store)
+        raise InvalidOption("store", "must be a file path or a postgresql:// address", value=store)
     if isinstance(store, str | PathLike) and fspath(store):
         from actors._store_sqlite import SQLiteStore
 

@@ -104,3 +104,12 @@ def postgres_dsn(postgres_server: pg_server.PgServer) -> str:
 
     asyncio.run(create())
     return postgres_server.dsn(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_address(request: pytest.FixtureRequest, tmp_path: object) -> str:
+    """A run store on each backend: a SQLite file path, a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return os.path.join(str(tmp_path), "runs.db")
+    dsn: str = request.getfixturevalue("postgres_dsn")
+    return dsn

@@ -1,7 +1,8 @@
-"""The engine on a SQLite run store: recording, resume, keys, history, retry, prune.
+"""The engine on a run store: recording, resume, keys, history, retry, prune.
 
-The scheduler is under test here, so steps run on the fake runner; a real SQLite
-file backs every test. Crashes of real processes are in test_actors_crash.py.
+The scheduler is under test here, so steps run on the fake runner; most tests run
+on both backends (a real SQLite file, a real PostgreSQL database).
+Crashes of real processes are in test_actors_crash.py.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from typing import Any
 import anyio
 import pytest
 
-from actors import Engine, SQLiteStore, StepCompleted, Workflow
-from actors._store import RunRecord, StepRecord
+from actors import Engine, PostgresStore, SQLiteStore, StepCompleted, Workflow
+from actors._store import RunRecord, RunStore, StepRecord, open_store
 from actors.errors import StoreLocked, StoreRequired, UnknownRun
 from actors.testing import FakeRunner, FakeScript
 
@@ -44,10 +45,26 @@ def runner(**overrides: Any) -> FakeRunner:
     return FakeRunner({"A": a, "B": b, "C": c, **overrides})
 
 
-def steps_in_file(path: Path, run_id: str) -> dict[str, str]:
-    with sqlite3.connect(path) as conn:
-        rows = conn.execute("SELECT step, status FROM steps WHERE run_id = ?", (run_id,))
-        return dict(rows.fetchall())
+Address = Path | str  # a SQLite file or a postgresql:// address
+
+
+@pytest.fixture
+def db(store_address: str) -> Address:
+    """Each engine test runs on both backends: a SQLite file, a PostgreSQL database."""
+    return Path(store_address) if "://" not in store_address else store_address
+
+
+def open_address(db: Address) -> RunStore:
+    store = open_store(db)
+    assert store is not None
+    return store
+
+
+async def steps_in_store(db: Address, run_id: str) -> dict[str, str]:
+    """The recorded step statuses, read through another connection."""
+    reader = PostgresStore if isinstance(db, str) else SQLiteStore
+    async with reader(db, read_only=True) as store:
+        return {s.step: s.status for s in await store.get_steps(run_id)}
 
 
 async def test_a_run_is_recorded_with_its_definition_and_outcomes(tmp_path: Path) -> None:
@@ -66,36 +83,45 @@ async def test_a_run_is_recorded_with_its_definition_and_outcomes(tmp_path: Path
     assert json.loads(definition) == chain().to_dict() and json.loads(event) == {"n": 1}
 
 
-async def test_a_step_outcome_is_committed_before_its_event(tmp_path: Path) -> None:
-    db = tmp_path / "runs.db"
+async def test_a_step_outcome_is_committed_before_its_event(db: Address) -> None:
     seen: dict[str, dict[str, str]] = {}
-    engine = Engine(pool=runner(), store=db)
+    gates = {"b": anyio.Event(), "c": anyio.Event()}  # the next step waits for the read
+
+    def gated(step: str, value: int) -> Any:
+        async def script(s: FakeScript) -> Any:
+            await gates[step].wait()
+            return value
+
+        return script
+
+    engine = Engine(pool=runner(B=gated("b", 2), C=gated("c", 3)), store=db)
     async with engine, engine.bus.subscribe("step.completed", policy="block") as events:
         handle = await engine.start(chain(), event={"n": 1})
         with anyio.fail_after(10):
             async for event in events:
                 assert isinstance(event, StepCompleted) and event.step is not None
-                seen[event.step] = steps_in_file(db, handle.id)  # another connection
+                seen[event.step] = await steps_in_store(db, handle.id)  # another connection
                 if event.step == "c":
                     break
+                gates["b" if event.step == "a" else "c"].set()
         await handle.wait()
-    assert seen["a"]["a"] == "completed" and "b" not in seen["a"]
-    assert seen["b"]["b"] == "completed" and seen["c"]["c"] == "completed"
+    assert seen["a"]["a"] == "completed" and seen["a"].get("b") != "completed"
+    assert seen["b"]["b"] == "completed" and seen["b"].get("c") != "completed"
+    assert seen["c"]["c"] == "completed"
 
 
-async def seed_crashed_run(db: Path) -> str:
+async def seed_crashed_run(db: Address) -> str:
     """A chain run as a crash leaves it: ``a`` completed, ``b`` on its 2nd attempt."""
     now = time.time()
     run = RunRecord("r1", "chain", chain().to_dict(), {"n": 4}, None, "running", now, now)
-    async with SQLiteStore(db) as store:
+    async with open_address(db) as store:
         await store.create_run(run)
         await store.record_step(StepRecord("r1", "a", "completed", attempts=1, result=5))
         await store.record_attempt("r1", "b", 2)
     return run.id
 
 
-async def test_entering_resumes_from_the_recorded_steps(tmp_path: Path) -> None:
-    db = tmp_path / "runs.db"
+async def test_entering_resumes_from_the_recorded_steps(db: Address) -> None:
     run_id = await seed_crashed_run(db)
     fake = runner()
     async with Engine(pool=fake, store=db) as engine:
@@ -107,8 +133,7 @@ async def test_entering_resumes_from_the_recorded_steps(tmp_path: Path) -> None:
     assert result.steps["a"].result == 5 and result.steps["b"].attempts == 3
 
 
-async def test_resume_false_leaves_unfinished_runs_alone(tmp_path: Path) -> None:
-    db = tmp_path / "runs.db"
+async def test_resume_false_leaves_unfinished_runs_alone(db: Address) -> None:
     run_id = await seed_crashed_run(db)
     fake = runner()
     async with Engine(pool=fake, store=db, resume=False) as engine:
@@ -119,8 +144,7 @@ async def test_resume_false_leaves_unfinished_runs_alone(tmp_path: Path) -> None
     assert fake.started == []
 
 
-async def test_an_engine_shut_down_mid_run_leaves_it_to_resume(tmp_path: Path) -> None:
-    db = tmp_path / "runs.db"
+async def test_an_engine_shut_down_mid_run_leaves_it_to_resume(db: Address) -> None:
     entered = anyio.Event()
 
     async def hang(s: FakeScript) -> Any:
@@ -130,7 +154,7 @@ async def test_an_engine_shut_down_mid_run_leaves_it_to_resume(tmp_path: Path) -
     async with Engine(pool=runner(B=hang), store=db) as engine:
         handle = await engine.start(chain(), event={"n": 1})
         await entered.wait()
-    assert steps_in_file(db, handle.id) == {"a": "completed"}  # b: no outcome
+    assert await steps_in_store(db, handle.id) == {"a": "completed"}  # b: no outcome
     async with Engine(pool=runner(), store=db, resume=False) as engine:
         stored = await engine.get_run(handle.id)
     assert stored.status == "running"
@@ -141,8 +165,7 @@ async def test_an_engine_shut_down_mid_run_leaves_it_to_resume(tmp_path: Path) -
     assert result.status == "completed" and result.steps["b"].attempts == 2
 
 
-async def test_a_key_names_one_run_across_engines(tmp_path: Path) -> None:
-    db = tmp_path / "runs.db"
+async def test_a_key_names_one_run_across_engines(db: Address) -> None:
     async with Engine(pool=runner(), store=db) as engine:
         first = await engine.run(chain(), event={"n": 1}, key="order-42")
         again = await engine.run(chain(), event={"n": 2}, key="order-42")
@@ -156,9 +179,9 @@ async def test_a_key_names_one_run_across_engines(tmp_path: Path) -> None:
     assert fake.started == [("a", 1), ("b", 1), ("c", 1)]  # only order-43 ran
 
 
-async def test_concurrent_starts_with_one_key_share_the_run(tmp_path: Path) -> None:
+async def test_concurrent_starts_with_one_key_share_the_run(db: Address) -> None:
     handles = []
-    async with Engine(pool=runner(), store=tmp_path / "runs.db") as engine:
+    async with Engine(pool=runner(), store=db) as engine:
 
         async def start() -> None:
             handles.append(await engine.start(chain(), event={"n": 1}, key="k"))
@@ -170,8 +193,8 @@ async def test_concurrent_starts_with_one_key_share_the_run(tmp_path: Path) -> N
         assert len(await engine.runs()) == 1
 
 
-async def test_a_trigger_key_dedupes_published_events(tmp_path: Path) -> None:
-    async with Engine(pool=runner(), store=tmp_path / "runs.db") as engine:
+async def test_a_trigger_key_dedupes_published_events(db: Address) -> None:
+    async with Engine(pool=runner(), store=db) as engine:
         engine.on("order.*", chain(), key=lambda payload: f"order-{payload['n']}")
         one = await engine.bus.publish("order.created", {"n": 1})
         two = await engine.bus.publish("order.updated", {"n": 1})
@@ -192,8 +215,7 @@ async def test_history_features_need_a_store() -> None:
             engine.on("x", chain(), key=str)
 
 
-async def test_retry_reruns_what_failed_and_keeps_what_completed(tmp_path: Path) -> None:
-    db = tmp_path / "runs.db"
+async def test_retry_reruns_what_failed_and_keeps_what_completed(db: Address) -> None:
     broken = True
 
     async def b(s: FakeScript) -> Any:
@@ -214,9 +236,9 @@ async def test_retry_reruns_what_failed_and_keeps_what_completed(tmp_path: Path)
     assert [r.status for r in listed] == ["completed"]
 
 
-async def test_retry_from_a_step_reruns_it_and_what_follows(tmp_path: Path) -> None:
+async def test_retry_from_a_step_reruns_it_and_what_follows(db: Address) -> None:
     fake = runner()
-    async with Engine(pool=fake, store=tmp_path / "runs.db") as engine:
+    async with Engine(pool=fake, store=db) as engine:
         done = await engine.run(chain(), event={"n": 1})
         again = await (await engine.retry(done.id, from_step="b")).wait()
         with pytest.raises(UnknownRun, match="no such run"):
@@ -231,8 +253,8 @@ def raise_non_retryable() -> None:
     raise ScriptError("NonRetryableError", "broken for now")
 
 
-async def test_runs_lists_newest_first_and_prune_forgets_old_ones(tmp_path: Path) -> None:
-    async with Engine(pool=runner(), store=tmp_path / "runs.db") as engine:
+async def test_runs_lists_newest_first_and_prune_forgets_old_ones(db: Address) -> None:
+    async with Engine(pool=runner(), store=db) as engine:
         ids = [(await engine.run(chain(), event={"n": n})).id for n in range(3)]
         assert [r.id for r in await engine.runs()] == ids[::-1]
         assert [r.id for r in await engine.runs(limit=1)] == ids[-1:]
@@ -279,15 +301,14 @@ async def test_a_second_engine_on_one_file_is_refused(tmp_path: Path) -> None:
                 pass
 
 
-async def test_a_resumed_run_missing_a_host_function_fails_naming_it(tmp_path: Path) -> None:
+async def test_a_resumed_run_missing_a_host_function_fails_naming_it(db: Address) -> None:
     from runtime_pool import RuntimePool
 
-    db = tmp_path / "runs.db"
     wf = Workflow("hosted")
     wf.add_step("a", js="return 1;")
     wf.add_step("b", js="return await fetch_data(deps.a);", after=["a"])
     now = time.time()
-    async with SQLiteStore(db) as store:
+    async with open_address(db) as store:
         await store.create_run(
             RunRecord("r1", "hosted", wf.to_dict(), {}, None, "running", now, now)
         )
@@ -300,7 +321,7 @@ async def test_a_resumed_run_missing_a_host_function_fails_naming_it(tmp_path: P
     assert error.name == "ReferenceError" and "fetch_data" in error.message
 
 
-async def test_a_cancelled_run_is_recorded_so_and_retry_finishes_it(tmp_path: Path) -> None:
+async def test_a_cancelled_run_is_recorded_so_and_retry_finishes_it(db: Address) -> None:
     entered = anyio.Event()
 
     async def hang(s: FakeScript) -> Any:
@@ -308,7 +329,7 @@ async def test_a_cancelled_run_is_recorded_so_and_retry_finishes_it(tmp_path: Pa
         await anyio.sleep_forever()
 
     fake = runner(B=hang)
-    async with Engine(pool=fake, store=tmp_path / "runs.db") as engine:
+    async with Engine(pool=fake, store=db) as engine:
         handle = await engine.start(chain(), event={"n": 1})
         await entered.wait()
         cancelled = await handle.cancel()

@@ -23,8 +23,10 @@ def workflow(tmp_path: Path) -> str:
     return write_workflow(tmp_path, STEPS)
 
 
-def test_run_with_a_key_runs_once_and_the_history_shows_it(tmp_path: Path) -> None:
-    wf, db = workflow(tmp_path), str(tmp_path / "runs.db")
+def test_run_with_a_key_runs_once_and_the_history_shows_it(
+    tmp_path: Path, store_address: str
+) -> None:
+    wf, db = workflow(tmp_path), store_address  # a SQLite file, a postgresql:// address
     first = cli("run", wf, "--db", db, "--key", "k1", "--event", '{"n": 1}')
     again = cli("run", wf, "--db", db, "--key", "k1", "--event", '{"n": 5}')
     assert first.returncode == again.returncode == 0, first.stderr + again.stderr

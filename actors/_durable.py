@@ -8,9 +8,11 @@ engine admits and executes the runs. It keeps the runs under way in this engine
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any
+
+import anyio
 
 from actors._graph import Plan
 from actors._journal import RunJournal
@@ -21,7 +23,7 @@ from actors._store import RunRecord, RunStore
 from actors._store_codec import FINAL, attempts_started, run_result, step_from_record
 from actors._values import first_non_json
 from actors._workflow import Workflow
-from actors.errors import DefinitionError, InvalidOption, UnknownRun
+from actors.errors import DefinitionError, InvalidOption, StoreError, UnknownRun
 
 __all__ = ("Durable", "check_key")
 
@@ -77,6 +79,8 @@ class Durable:
         """A run for each unfinished record, its recorded steps filled in."""
         runs = []
         for record in await self.store.unfinished_runs():
+            if record.id in self.live:
+                continue
             try:
                 workflow = _workflow_of(record)
             except DefinitionError as exc:
@@ -87,6 +91,25 @@ class Durable:
             attempts = attempts_started(record.definition, steps)
             runs.append(self._revive(workflow, record, env, recorded, attempts))
         return runs
+
+    async def take_over(
+        self, env: RunEnvironment, admit: Callable[[list[Run]], Awaitable[None]]
+    ) -> None:
+        """With a shared store (one with a ``takeover_interval``): look for runs other
+        engines left (lease lapsed) every interval, and admit them here."""
+        interval = getattr(self.store, "takeover_interval", None)
+        if interval is None:
+            return
+        while True:
+            await anyio.sleep(interval)
+            try:
+                runs = await self.resumable(env)
+            except StoreError as exc:
+                logger.warning("store_takeover_failed", error=str(exc))
+                continue
+            if runs:
+                logger.info("runs_taken_over", run_ids=[run.id for run in runs])
+                await admit(runs)
 
     async def retry(self, run_id: str, from_step: str | None, env: RunEnvironment) -> Run:
         """The ended run ``run_id`` again, keeping its completed steps (but ``from_step``

@@ -122,6 +122,7 @@ class Engine:
                 self._serve_trigger(trigger)
             if self._durable is not None and self._resume:
                 task_group.start_soon(self._admit_all, await self._durable.resumable(self._env))
+                task_group.start_soon(self._durable.take_over, self._env, self._admit_all)
             self._stack = stack.pop_all()
         return self
 

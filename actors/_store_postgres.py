@@ -16,14 +16,23 @@ from collections.abc import Collection, Sequence
 from types import TracebackType
 from typing import Any
 
+import anyio
+from anyio.abc import TaskGroup
+
+from actors._log import get_logger
+from actors._pg_lease import FENCED, Lease
+from actors._pg_lease import MIGRATION as LEASE_MIGRATION
 from actors._store import RunRecord, StepRecord
 from actors._store_sqlite import _dumps, _run_record, _step_record, _step_row
 from actors.errors import InvalidOption, StoreError, StoreReadOnly, StoreVersionError
 
 __all__ = ("SCHEMA_VERSION", "PostgresStore", "is_postgres_address")
 
-SCHEMA_VERSION = 1
+logger = get_logger(__name__)
+
+SCHEMA_VERSION = 2
 _MIGRATION_LOCK = 0x61637473  # pg_advisory_xact_lock key: "acts"
+_CLAIM_LIMIT = 1000  # runs taken over per look
 
 # _MIGRATIONS[n] takes the schema from version n to n + 1.
 _MIGRATIONS = (
@@ -44,6 +53,7 @@ _MIGRATIONS = (
         result TEXT, error TEXT, reason TEXT, duration DOUBLE PRECISION NOT NULL,
         logs TEXT, updated_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (run_id, step));
     """,
+    LEASE_MIGRATION,
 )
 
 _RUN_COLUMNS = (
@@ -54,16 +64,17 @@ _RUN_SELECT = (
     f"SELECT {_RUN_COLUMNS} FROM actors_runs r JOIN actors_definitions d ON d.hash = r.definition"
 )
 _STEP_COLUMNS = "run_id, step, status, attempts, result, error, reason, duration, logs, updated_at"
+_STEP_VALUES = "$2, $4, $5, $6::int, $7, $8, $9, $10::float8, $11, $12::float8"
 _PUT_STEP = (
-    f"INSERT INTO actors_steps ({_STEP_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    f"{FENCED}INSERT INTO actors_steps ({_STEP_COLUMNS}) SELECT {_STEP_VALUES} FROM ok"
     " ON CONFLICT (run_id, step) DO UPDATE SET status = excluded.status,"
     " attempts = excluded.attempts, result = excluded.result, error = excluded.error,"
     " reason = excluded.reason, duration = excluded.duration, logs = excluded.logs,"
-    " updated_at = excluded.updated_at"
+    " updated_at = excluded.updated_at RETURNING 1"
 )
 _MARK_ATTEMPT = (
-    f"INSERT INTO actors_steps ({_STEP_COLUMNS})"
-    " VALUES ($1, $2, 'running', $3, NULL, NULL, NULL, 0, NULL, $4)"
+    f"{FENCED}INSERT INTO actors_steps ({_STEP_COLUMNS})"
+    " SELECT $2, $4, 'running', $5::int, NULL, NULL, NULL, 0, NULL, $6::float8 FROM ok"
     " ON CONFLICT (run_id, step) DO UPDATE SET attempts = excluded.attempts,"
     " updated_at = excluded.updated_at WHERE actors_steps.status = 'running'"
 )
@@ -78,19 +89,39 @@ class PostgresStore:
     """Runs recorded in the PostgreSQL database ``dsn`` (``postgresql://...``); open it
     with ``async with`` (the engine does). Needs ``pip install 'actors[postgres]'``.
 
+    Many engines may share one database: each holds the runs it started or took
+    over with a lease renewed every ``lease / 3`` seconds; the runs of an engine
+    whose lease lapsed (killed, stalled, stopped) are taken over by the others.
     ``pool_size``: connections to the database. ``read_only=True`` neither creates
-    nor migrates the schema, and writes raise :class:`~actors.errors.StoreReadOnly`.
+    nor migrates the schema nor takes runs, and writes raise
+    :class:`~actors.errors.StoreReadOnly`.
     """
 
-    def __init__(self, dsn: str, *, pool_size: int = 4, read_only: bool = False) -> None:
+    def __init__(
+        self, dsn: str, *, lease: float = 15.0, pool_size: int = 4, read_only: bool = False
+    ) -> None:
         if not is_postgres_address(dsn):
             raise InvalidOption("dsn", "must be a postgresql:// address", value=dsn)
         if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
             raise InvalidOption("pool_size", "must be a positive integer", value=pool_size)
+        if isinstance(lease, bool) or not isinstance(lease, int | float) or not lease > 0:
+            raise InvalidOption("lease", "must be a positive number of seconds", value=lease)
         self.dsn = dsn
         self.read_only = bool(read_only)
         self._pool_size = pool_size
         self._pool: Any = None
+        self._lease = Lease(self.location, float(lease))
+        self._group: TaskGroup | None = None
+
+    @property
+    def engine_id(self) -> str:
+        """This store's engine in ``actors_engines`` (host, pid and a random part)."""
+        return self._lease.engine_id
+
+    @property
+    def takeover_interval(self) -> float | None:
+        """How often the engine looks for runs to take over (``None``: read-only)."""
+        return None if self.read_only else self._lease.seconds / 2
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.location!r})"
@@ -115,10 +146,16 @@ class PostgresStore:
         try:
             async with pool.acquire() as conn:
                 await self._check_schema(conn)
+                if not self.read_only:
+                    await self._lease.register(conn)
         except BaseException:
             await pool.close()
             raise
         self._pool = pool
+        if not self.read_only:
+            self._group = anyio.create_task_group()
+            await self._group.__aenter__()
+            self._group.start_soon(self._lease.keep, pool)
         return self
 
     async def __aexit__(
@@ -128,8 +165,21 @@ class PostgresStore:
         tb: TracebackType | None,
     ) -> None:
         pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        group, self._group = self._group, None
+        if group is not None:
+            group.cancel_scope.cancel()
+            await group.__aexit__(None, None, None)
+        if pool is None:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                if not self.read_only:
+                    async with pool.acquire() as conn:
+                        await self._lease.release(conn)
+            except Exception as exc:  # the lease then lapses by itself
+                logger.warning("store_lease_not_released", store=self.location, error=str(exc))
+            finally:
+                await pool.close()
 
     async def _check_schema(self, conn: Any) -> None:
         version = await self._version(conn)
@@ -184,12 +234,16 @@ class PostgresStore:
                     definition,
                 )
                 inserted = await conn.fetchval(
-                    "INSERT INTO actors_runs VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                    "INSERT INTO actors_runs (id, workflow, definition, event, key, status,"
+                    " created_at, updated_at, ended_at, output, owner, fence)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1)"
                     " ON CONFLICT (key) DO NOTHING RETURNING id",
                     run.id, run.workflow, digest, _dumps(run.event), run.key, run.status,
                     run.created_at, run.updated_at, run.ended_at, _dumps(run.output),
+                    self._lease.engine_id,
                 )  # fmt: skip
             if inserted is not None:
+                self._lease.hold(run.id, 1)
                 return run
             row = await conn.fetchrow(f"{_RUN_SELECT} WHERE r.key = $1", run.key)
             return _run_record(tuple(row))
@@ -198,30 +252,35 @@ class PostgresStore:
         return record
 
     async def record_attempt(self, run_id: str, step: str, attempt: int) -> None:
-        args = (run_id, step, attempt, time.time())
+        args = (*self._lease.args(run_id), step, attempt, time.time())
         await self._call(lambda conn: conn.execute(_MARK_ATTEMPT, *args))
 
     async def record_step(self, step: StepRecord) -> None:
-        row = _step_row(step)
-        await self._call(lambda conn: conn.execute(_PUT_STEP, *row))
+        args = (*self._lease.args(step.run_id), *_step_row(step)[1:])
+        if await self._call(lambda conn: conn.fetchval(_PUT_STEP, *args)) is None:
+            raise self._lease.lost(step.run_id)
 
     async def finish_run(
         self, run_id: str, *, status: str, output: Any, steps: Sequence[StepRecord]
     ) -> None:
-        rows = [_step_row(step) for step in steps]
+        fenced = self._lease.args(run_id)
+        rows = [(*fenced, *_step_row(step)[1:]) for step in steps]
         now, encoded = time.time(), _dumps(output)
 
-        async def finish(conn: Any) -> None:
+        async def finish(conn: Any) -> bool:
             async with conn.transaction():
-                if rows:
-                    await conn.executemany(_PUT_STEP, rows)
-                await conn.execute(
-                    "UPDATE actors_runs SET status = $1, output = $2, ended_at = $3,"
-                    " updated_at = $3 WHERE id = $4",
-                    status, encoded, now, run_id,
+                updated = await conn.fetchval(
+                    f"{FENCED}UPDATE actors_runs SET status = $4, output = $5, ended_at = $6,"
+                    " updated_at = $6 WHERE id = $2 AND EXISTS (SELECT 1 FROM ok) RETURNING 1",
+                    *fenced, status, encoded, now,
                 )  # fmt: skip
+                if updated is not None and rows:
+                    await conn.executemany(_PUT_STEP, rows)
+            return updated is not None
 
-        await self._call(finish)
+        if not await self._call(finish):
+            raise self._lease.lost(run_id)
+        self._lease.drop(run_id)
 
     async def reopen_run(self, run_id: str, *, keep: Collection[str]) -> None:
         kept = list(keep)
@@ -233,12 +292,13 @@ class PostgresStore:
                     run_id,
                     kept,
                 )
-                await conn.execute(
+                fence = await conn.fetchval(
                     "UPDATE actors_runs SET status = 'running', output = NULL, ended_at = NULL,"
-                    " updated_at = $1 WHERE id = $2",
-                    time.time(),
-                    run_id,
-                )
+                    " updated_at = $1, owner = $3, fence = fence + 1 WHERE id = $2 RETURNING fence",
+                    time.time(), run_id, self._lease.engine_id,
+                )  # fmt: skip
+                if fence is not None:
+                    self._lease.hold(run_id, fence)
 
         await self._call(reopen)
 
@@ -282,9 +342,18 @@ class PostgresStore:
         return [_run_record(tuple(row)) for row in rows]
 
     async def unfinished_runs(self) -> list[RunRecord]:
-        query = f"{_RUN_SELECT} WHERE r.status = 'running' ORDER BY r.created_at"
-        rows = await self._call(lambda conn: conn.fetch(query), write=False)
-        return [_run_record(tuple(row)) for row in rows]
+        """Read-only: every running run. Otherwise the running runs nobody holds (their
+        engine's lease lapsed), which this engine takes over by this call."""
+        if self.read_only:
+            query = f"{_RUN_SELECT} WHERE r.status = 'running' ORDER BY r.created_at"
+            rows = await self._call(lambda conn: conn.fetch(query), write=False)
+            return [_run_record(tuple(row)) for row in rows]
+        query = f"{_RUN_SELECT} WHERE r.id = ANY($1::text[]) ORDER BY r.created_at"
+
+        async def claim(conn: Any) -> list[Any]:
+            return list(await conn.fetch(query, await self._lease.claim(conn, _CLAIM_LIMIT)))
+
+        return [_run_record(tuple(row)) for row in await self._call(claim)]
 
 
 def _driver(location: str) -> Any:

@@ -21,6 +21,7 @@ __all__ = (
     "DuplicateStep",
     "EngineNotRunning",
     "InvalidOption",
+    "RunLost",
     "SandboxFailed",
     "ScriptFailed",
     "StepError",
@@ -206,6 +207,16 @@ class StoreCorrupt(StoreError):
 
 class StoreReadOnly(StoreError):
     """The store cannot be written (a read-only file or directory)."""
+
+
+class RunLost(StoreError):
+    """Another engine took run ``run_id`` over (this engine's lease on it lapsed):
+    nothing more is recorded for it here."""
+
+    def __init__(self, location: str, run_id: str) -> None:
+        reason = f"run {run_id!r} was taken over by another engine (lease lost); not recorded"
+        super().__init__(location, reason)
+        self.run_id = run_id
 
 
 class StoreFull(StoreError):

@@ -96,7 +96,7 @@ async def test_prune_forgets_ended_runs_and_their_steps(postgres_dsn: str) -> No
         await store.finish_run("old", status="completed", output=1, steps=[])
         assert await store.prune(ended_before=time.time() + 1) == 1
         assert await store.get_run("old") is None and await store.get_steps("old") == []
-        assert [r.id for r in await store.unfinished_runs()] == ["live"]
+        assert [r.id for r in await store.list_runs()] == ["live"]
 
 
 async def test_bad_addresses_are_clear_errors(postgres_server: object) -> None:

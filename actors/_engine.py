@@ -15,6 +15,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from actors._admission import Admission, EngineStatistics, run_admitted
 from actors._bus import EventBus
 from actors._check import CheckedScripts
+from actors._cluster_triggers import event_store, serve_triggers
 from actors._durable import Durable, check_key
 from actors._logging import log_lifecycle_events
 from actors._results import RunResult
@@ -23,9 +24,9 @@ from actors._run import Run, RunEnvironment, RunHandle, check_run_timeout, wait_
 from actors._runner import StepRunner, default_runner
 from actors._shutdown import ActiveRuns, Shutdown, check_shutdown, drain, sole_exception
 from actors._store import RunStore, open_store
-from actors._trigger import Trigger
+from actors._trigger import Trigger, trigger_key
 from actors._workflow import Workflow
-from actors.errors import EngineNotRunning, InvalidOption, StoreRequired
+from actors.errors import EngineNotRunning, InvalidOption, StoreRequired, UnknownRun
 
 __all__ = ("Engine",)
 
@@ -123,6 +124,10 @@ class Engine:
             if self._durable is not None and self._resume:
                 task_group.start_soon(self._admit_all, await self._durable.resumable(self._env))
                 task_group.start_soon(self._durable.take_over, self._env, self._admit_all)
+            shared = None if self._durable is None else event_store(self._durable.store)
+            if shared is not None:  # triggers across engines
+                self._bus.trigger_table.recorder = shared.record_event
+                task_group.start_soon(serve_triggers, shared, self._triggers, self.start)
             self._stack = stack.pop_all()
         return self
 
@@ -136,6 +141,8 @@ class Engine:
         assert stack is not None and task_group is not None
         for trigger in self._triggers:
             self._bus.trigger_table.remove(trigger)
+        if self._durable is not None and self._bus.trigger_table.recorder is not None:
+            self._bus.trigger_table.recorder = None
         interrupted = None
         if self._shutdown == "drain" and exc_type is None:
             interrupted = await drain(self._active, self._drain_timeout)
@@ -304,10 +311,14 @@ class Engine:
         return trigger
 
     def _serve_trigger(self, trigger: Trigger) -> None:
-        workflow, key = trigger.workflow, trigger.key
-
-        async def start(payload: Any) -> RunHandle:
-            return await self.start(workflow, event=payload, key=key and key(payload))
+        async def start(payload: Any, event_id: int | None) -> RunHandle | None:
+            key = trigger_key(trigger, payload, event_id)
+            try:
+                return await self.start(trigger.workflow, event=payload, key=key)
+            except UnknownRun:
+                if event_id is None:
+                    raise
+                return None  # another engine of the shared store started it
 
         self._bus.trigger_table.add(trigger, start)
 

@@ -20,19 +20,22 @@ import anyio
 from anyio.abc import TaskGroup
 
 from actors._log import get_logger
-from actors._pg_lease import FENCED, Lease
+from actors._pg_lease import FENCED, NOW, Lease
 from actors._pg_lease import MIGRATION as LEASE_MIGRATION
 from actors._store import RunRecord, StepRecord
 from actors._store_sqlite import _dumps, _run_record, _step_record, _step_row
+from actors._values import first_non_json
 from actors.errors import InvalidOption, StoreError, StoreReadOnly, StoreVersionError
 
 __all__ = ("SCHEMA_VERSION", "PostgresStore", "is_postgres_address")
 
 logger = get_logger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _MIGRATION_LOCK = 0x61637473  # pg_advisory_xact_lock key: "acts"
 _CLAIM_LIMIT = 1000  # runs taken over per look
+_CHANNEL = "actors_events"
+_SETTLE = 10  # seconds after which no event with a smaller id can still commit
 
 # _MIGRATIONS[n] takes the schema from version n to n + 1.
 _MIGRATIONS = (
@@ -54,6 +57,12 @@ _MIGRATIONS = (
         logs TEXT, updated_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (run_id, step));
     """,
     LEASE_MIGRATION,
+    f"""
+    CREATE TABLE actors_events (
+        id BIGSERIAL PRIMARY KEY, topic TEXT NOT NULL, payload TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL DEFAULT {NOW});
+    CREATE INDEX actors_events_by_creation ON actors_events (created_at);
+    """,
 )
 
 _RUN_COLUMNS = (
@@ -112,6 +121,8 @@ class PostgresStore:
         self._pool: Any = None
         self._lease = Lease(self.location, float(lease))
         self._group: TaskGroup | None = None
+        self._listener: Any = None
+        self._wakeup = anyio.Event()
 
     @property
     def engine_id(self) -> str:
@@ -153,6 +164,7 @@ class PostgresStore:
             raise
         self._pool = pool
         if not self.read_only:
+            await self._listen(asyncpg)
             self._group = anyio.create_task_group()
             await self._group.__aenter__()
             self._group.start_soon(self._lease.keep, pool)
@@ -172,6 +184,9 @@ class PostgresStore:
         if pool is None:
             return
         with anyio.CancelScope(shield=True):
+            listener, self._listener = self._listener, None
+            if listener is not None:
+                listener.terminate()
             try:
                 if not self.read_only:
                     async with pool.acquire() as conn:
@@ -180,6 +195,17 @@ class PostgresStore:
                 logger.warning("store_lease_not_released", store=self.location, error=str(exc))
             finally:
                 await pool.close()
+
+    async def _listen(self, asyncpg: Any) -> None:
+        try:
+            self._listener = await asyncpg.connect(self.dsn)
+            await self._listener.add_listener(_CHANNEL, self._notified)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            await self.__aexit__(None, None, None)
+            raise StoreError(self.location, f"cannot listen: {exc}") from exc
+
+    def _notified(self, *args: object) -> None:
+        self._wakeup.set()
 
     async def _check_schema(self, conn: Any) -> None:
         version = await self._version(conn)
@@ -309,6 +335,7 @@ class PostgresStore:
                     "DELETE FROM actors_runs WHERE ended_at IS NOT NULL AND ended_at < $1",
                     ended_before,
                 )
+                await conn.execute("DELETE FROM actors_events WHERE created_at < $1", ended_before)
                 await conn.execute(
                     "DELETE FROM actors_definitions d WHERE NOT EXISTS"
                     " (SELECT 1 FROM actors_runs r WHERE r.definition = d.hash)"
@@ -317,6 +344,36 @@ class PostgresStore:
 
         count: int = await self._call(prune)
         return count
+
+    # -- events shared between engines (see actors._cluster_triggers) ---------------
+
+    async def record_event(self, topic: str, payload: Any) -> int:
+        """Record a published event (committed when this returns) and notify engines."""
+        found = first_non_json(payload, "payload")
+        if found is not None:
+            raise InvalidOption(found[0], f"{found[1]} (a shared event's payload is JSON data)")
+        query = (
+            "WITH e AS (INSERT INTO actors_events (topic, payload) VALUES ($1, $2) RETURNING id)"
+            f" SELECT id, pg_notify('{_CHANNEL}', id::text) FROM e"
+        )
+        row = await self._call(lambda conn: conn.fetchrow(query, topic, _dumps(payload)))
+        return int(row["id"])
+
+    async def events_after(self, event_id: int, limit: int) -> list[tuple[int, str, Any, bool]]:
+        """Recorded events with an id above ``event_id``, oldest first, each with whether
+        it is settled (old enough that no smaller id can still commit)."""
+        query = (
+            f"SELECT id, topic, payload, created_at < {NOW} - {_SETTLE} FROM actors_events"
+            " WHERE id > $1 ORDER BY id LIMIT $2"
+        )
+        rows = await self._call(lambda conn: conn.fetch(query, event_id, limit), write=False)
+        return [(row[0], row[1], json.loads(row[2]), row[3]) for row in rows]
+
+    async def wait_for_events(self, timeout: float) -> None:
+        """Return when an engine recorded an event (a notification) or after ``timeout``."""
+        with anyio.move_on_after(timeout):
+            await self._wakeup.wait()
+        self._wakeup = anyio.Event()
 
     # -- reads ---------------------------------------------------------------------
 

@@ -18,10 +18,13 @@ if TYPE_CHECKING:
     from actors._run import RunHandle
     from actors._workflow import Workflow
 
-__all__ = ("Starter", "Trigger", "TriggerTable")
+__all__ = ("Recorder", "Starter", "Trigger", "TriggerTable", "trigger_key")
 
-Starter = Callable[[Any], Awaitable["RunHandle"]]
-"""Starts one run with ``ctx.event = payload`` and returns its handle."""
+Starter = Callable[[Any, "int | None"], Awaitable["RunHandle | None"]]
+"""Starts one run with ``ctx.event = payload`` and returns its handle (``None``: another
+engine runs it); the second argument is the event's id in a shared store, if any."""
+Recorder = Callable[[str, Any], Awaitable[int]]
+"""Records a published event in a shared store (durably) and returns its id."""
 
 
 class Trigger:
@@ -82,6 +85,7 @@ class TriggerTable:
 
     def __init__(self) -> None:
         self._entries: tuple[tuple[Trigger, Starter], ...] = ()
+        self.recorder: Recorder | None = None  # set by an engine on a shared store
 
     def add(self, trigger: Trigger, start: Starter) -> None:
         self._entries = (*self._entries, (trigger, start))
@@ -90,9 +94,24 @@ class TriggerTable:
         self._entries = tuple(entry for entry in self._entries if entry[0] is not trigger)
 
     async def fire(self, topic: str, payload: Any) -> tuple[RunHandle, ...]:
-        """Start a run for each trigger matching ``topic``; return their handles."""
+        """Start a run for each trigger matching ``topic``; return their handles. With a
+        ``recorder``, the event is recorded first, for the other engines' triggers."""
+        event_id = None if self.recorder is None else await self.recorder(topic, payload)
         handles = []
         for trigger, start in self._entries:
             if trigger.active and topic_matches(trigger.pattern, topic):
-                handles.append(await start(payload))
+                handle = await start(payload, event_id)
+                if handle is not None:
+                    handles.append(handle)
         return tuple(handles)
+
+
+def trigger_key(trigger: Trigger, payload: Any, event_id: int | None) -> str | None:
+    """The run key of ``trigger``'s run for an event: ``key(payload)`` when given, else,
+    for an event recorded in a shared store, one naming the event and the trigger (so
+    one run starts, whichever engine starts it)."""
+    if trigger.key is not None:
+        return trigger.key(payload)
+    if event_id is None:
+        return None
+    return f"event-{event_id}:{trigger.workflow.name}:{trigger.pattern}"

@@ -90,13 +90,19 @@ async def test_engines_claiming_together_take_each_run_once(postgres_dsn: str) -
             )
     taken: list[str] = []
 
-    async def claim() -> None:
-        async with PostgresStore(postgres_dsn) as store:
-            taken.extend(r.id for r in await store.unfinished_runs())
+    async def claim(store: PostgresStore) -> None:
+        taken.extend(r.id for r in await store.unfinished_runs())
 
-    async with anyio.create_task_group() as group:
-        for _ in range(4):
-            group.start_soon(claim)
+    stores = [PostgresStore(postgres_dsn) for _ in range(4)]
+    async with (
+        stores[0],
+        stores[1],
+        stores[2],
+        stores[3],  # all open, holding leases
+        anyio.create_task_group() as group,
+    ):
+        for store in stores:
+            group.start_soon(claim, store)
     assert sorted(taken) == sorted(f"r{n}" for n in range(40))
 
 
@@ -126,3 +132,55 @@ async def test_a_stopped_engines_run_is_finished_by_another_from_its_steps(
                     await anyio.sleep(0.1)
     assert result.status == "completed" and result.output == 50
     assert first_calls[0] == "a" and second_calls == ["b"]  # a ran once, on the first
+
+
+async def wait_for_runs(engine: Engine, count: int, timeout: float = 20.0) -> list[Any]:
+    with anyio.fail_after(timeout):
+        while True:
+            runs = await engine.runs(status="completed", limit=1000)
+            if len(runs) >= count:
+                return runs
+            await anyio.sleep(0.05)
+
+
+@pytest.mark.timeout(60)
+async def test_an_event_published_on_one_engine_starts_a_run_on_another(
+    postgres_dsn: str,
+) -> None:
+    calls: list[str] = []
+    publisher = Engine(pool=counting([]), store=postgres_dsn)
+    worker = Engine(pool=counting(calls), store=postgres_dsn)
+    async with publisher, worker:
+        worker.on("order.*", chain())
+        assert await publisher.bus.publish("order.created", {"n": 2}) == ()
+        runs = await wait_for_runs(worker, 1)
+    assert [r.output for r in runs] == [30] and calls == ["a", "b"]
+
+
+@pytest.mark.timeout(60)
+async def test_each_event_starts_one_run_whichever_engines_publish(postgres_dsn: str) -> None:
+    calls: list[str] = []
+    engines = [Engine(pool=counting(calls), store=postgres_dsn) for _ in range(3)]
+    async with engines[0], engines[1], engines[2]:
+        for engine in engines:
+            engine.on("order.*", chain())
+        for n in range(30):
+            await engines[n % 3].bus.publish("order.created", {"n": n})
+        runs = await wait_for_runs(engines[0], 30)
+        await anyio.sleep(0.5)  # a duplicate start would show up meanwhile
+        runs = await engines[0].runs(limit=1000)
+    assert sorted(r.output for r in runs) == sorted((n + 1) * 10 for n in range(30))
+    assert calls.count("a") == calls.count("b") == 30
+
+
+@pytest.mark.timeout(60)
+async def test_an_event_with_no_trigger_running_starts_when_one_comes_up(
+    postgres_dsn: str,
+) -> None:
+    async with Engine(pool=counting([]), store=postgres_dsn) as publisher:
+        await publisher.bus.publish("order.created", {"n": 7})
+    worker = Engine(pool=counting([]), store=postgres_dsn)
+    worker.on("order.*", chain())
+    async with worker:
+        runs = await wait_for_runs(worker, 1)
+    assert [r.output for r in runs] == [80]

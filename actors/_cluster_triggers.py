@@ -1,0 +1,85 @@
+"""Triggers across engines: events published on any engine of a shared store.
+
+On a shared store (PostgreSQL), ``bus.publish`` records the event durably before
+it returns (``TriggerTable.recorder``) and starts the publishing engine's matching
+triggers at once. Every engine also reads the recorded events (woken by the
+store's notification, with a slow fallback poll) and starts its matching
+triggers for them. Each such run has a key naming the event and the trigger (or
+the trigger's own ``key(payload)``), so exactly one run starts per event and
+trigger, whichever engine gets there first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from actors._log import get_logger
+from actors._run import RunHandle
+from actors._subscription import topic_matches
+from actors._trigger import Trigger, trigger_key
+from actors._workflow import Workflow
+from actors.errors import ActorsError, UnknownRun
+
+__all__ = ("EventStore", "event_store", "serve_triggers")
+
+logger = get_logger(__name__)
+
+_BATCH = 500
+_FALLBACK_POLL = 2.0  # seconds between looks when no notification comes
+
+Start = Callable[..., Awaitable[RunHandle]]
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    """A store that shares published events between engines."""
+
+    async def record_event(self, topic: str, payload: Any) -> int: ...
+
+    async def events_after(self, event_id: int, limit: int) -> list[tuple[int, str, Any, bool]]: ...
+
+    async def wait_for_events(self, timeout: float) -> None: ...
+
+
+def event_store(store: object) -> EventStore | None:
+    """``store`` when it shares events (and may be written), else ``None``."""
+    if isinstance(store, EventStore) and not getattr(store, "read_only", False):
+        return store
+    return None
+
+
+async def serve_triggers(store: EventStore, triggers: Sequence[Trigger], start: Start) -> None:
+    """Start this engine's matching ``triggers`` for every recorded event, for ever.
+
+    Ids are given out before commit, so an event may appear after a larger one: the
+    look starts after the last *settled* event and skips the ones seen since."""
+    after, seen = 0, set[int]()
+    while True:
+        events = await store.events_after(after, _BATCH)
+        prefix = True
+        for event_id, topic, payload, settled in events:
+            prefix = prefix and settled
+            if prefix:
+                after = event_id
+            if event_id in seen:
+                continue
+            seen.add(event_id)
+            for trigger in tuple(triggers):
+                if trigger.active and topic_matches(trigger.pattern, topic):
+                    await _start(start, trigger, payload, event_id)
+        seen = {event_id for event_id in seen if event_id > after}
+        if len(events) < _BATCH or not prefix:
+            await store.wait_for_events(_FALLBACK_POLL)
+
+
+async def _start(start: Start, trigger: Trigger, payload: Any, event_id: int) -> None:
+    workflow: Workflow = trigger.workflow
+    try:
+        await start(workflow, event=payload, key=trigger_key(trigger, payload, event_id))
+    except UnknownRun:
+        pass  # another engine started it and runs it
+    except ActorsError as exc:
+        logger.error(
+            "trigger_not_started", event_id=event_id, workflow=workflow.name, error=str(exc)
+        )

@@ -40,6 +40,7 @@ EXPECTED = {
         "chunks read at the same time",
     ],
     "durable.py": ["calling notify for o-42", "completed: notify: ok"],
+    "scale_out.py": ["8 runs for 8 orders: A-0, A-1, A-2, A-3, B-0, B-1, B-2, B-3"],
     "api_orchestration.py": [
         "GET  https://api.example.com/loyalty/42  -> 200",
         "Profile of Ada Lovelace <ada@example.com>",
@@ -69,8 +70,12 @@ def test_every_example_script_has_a_test() -> None:
 
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_example_runs_and_prints_its_result(name: str, tmp_path: Path) -> None:
+def test_example_runs_and_prints_its_result(
+    name: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     args = ["--db", str(tmp_path / "runs.db")] if name == "durable.py" else []
+    if name == "scale_out.py":  # needs a database: the session's PostgreSQL server
+        args = [request.getfixturevalue("postgres_dsn")]
     proc = run_example(name, *args)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr

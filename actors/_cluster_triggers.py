@@ -41,6 +41,8 @@ class EventStore(Protocol):
 
     async def wait_for_events(self, timeout: float) -> None: ...
 
+    async def known_keys(self, keys: Sequence[str]) -> set[str]: ...
+
 
 def event_store(store: object) -> EventStore | None:
     """``store`` when it shares events (and may be written), else ``None``."""
@@ -57,7 +59,7 @@ async def serve_triggers(store: EventStore, triggers: Sequence[Trigger], start: 
     after, seen = 0, set[int]()
     while True:
         events = await store.events_after(after, _BATCH)
-        prefix = True
+        prefix, todo = True, []
         for event_id, topic, payload, settled in events:
             prefix = prefix and settled
             if prefix:
@@ -65,18 +67,35 @@ async def serve_triggers(store: EventStore, triggers: Sequence[Trigger], start: 
             if event_id in seen:
                 continue
             seen.add(event_id)
-            for trigger in tuple(triggers):
-                if trigger.active and topic_matches(trigger.pattern, topic):
-                    await _start(start, trigger, payload, event_id)
+            todo += [(t, payload, event_id) for t in tuple(triggers) if _fires(t, topic)]
+        await _start_all(store, start, todo)
         seen = {event_id for event_id in seen if event_id > after}
         if len(events) < _BATCH or not prefix:
             await store.wait_for_events(_FALLBACK_POLL)
 
 
-async def _start(start: Start, trigger: Trigger, payload: Any, event_id: int) -> None:
+def _fires(trigger: Trigger, topic: str) -> bool:
+    return trigger.active and topic_matches(trigger.pattern, topic)
+
+
+async def _start_all(store: EventStore, start: Start, todo: list[tuple[Trigger, Any, int]]) -> None:
+    """Start the runs of ``todo`` but those another engine started already."""
+    keyed = []
+    for trigger, payload, event_id in todo:
+        try:
+            keyed.append((trigger, payload, event_id, trigger_key(trigger, payload, event_id)))
+        except Exception as exc:  # the user's key function failed
+            logger.error("trigger_not_started", event_id=event_id, error=repr(exc))
+    known = await store.known_keys([key for *_, key in keyed if key is not None])
+    for trigger, payload, event_id, key in keyed:
+        if key not in known:
+            await _start(start, trigger, payload, event_id, key)
+
+
+async def _start(start: Start, trigger: Trigger, payload: Any, event_id: int, key: Any) -> None:
     workflow: Workflow = trigger.workflow
     try:
-        await start(workflow, event=payload, key=trigger_key(trigger, payload, event_id))
+        await start(workflow, event=payload, key=key)
     except UnknownRun:
         pass  # another engine started it and runs it
     except ActorsError as exc:

@@ -369,6 +369,14 @@ class PostgresStore:
         rows = await self._call(lambda conn: conn.fetch(query, event_id, limit), write=False)
         return [(row[0], row[1], json.loads(row[2]), row[3]) for row in rows]
 
+    async def known_keys(self, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` name recorded runs."""
+        if not keys:
+            return set()
+        query = "SELECT key FROM actors_runs WHERE key = ANY($1::text[])"
+        rows = await self._call(lambda conn: conn.fetch(query, list(keys)), write=False)
+        return {row[0] for row in rows}
+
     async def wait_for_events(self, timeout: float) -> None:
         """Return when an engine recorded an event (a notification) or after ``timeout``."""
         with anyio.move_on_after(timeout):

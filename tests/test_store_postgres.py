@@ -110,3 +110,29 @@ async def test_bad_addresses_are_clear_errors(postgres_server: object) -> None:
         async with store:
             pass
     assert "secret" not in str(caught.value)
+
+
+async def test_a_version_1_database_is_migrated_and_its_runs_taken_over(
+    postgres_dsn: str,
+) -> None:
+    from actors._store_postgres import _MIGRATIONS
+
+    conn = await asyncpg.connect(postgres_dsn)
+    try:  # the schema as the first release left it, with a run under way
+        await conn.execute("CREATE TABLE actors_meta (version INTEGER NOT NULL)")
+        await conn.execute(_MIGRATIONS[0])
+        await conn.execute("INSERT INTO actors_meta VALUES (1)")
+        await conn.execute("INSERT INTO actors_definitions VALUES ('h', $1)", '{"name": "wf"}')
+        await conn.execute(
+            "INSERT INTO actors_runs VALUES ('r1', 'wf', 'h', '{}', NULL, 'running', 1, 1)"
+        )
+    finally:
+        await conn.close()
+    async with PostgresStore(postgres_dsn) as store:
+        assert [r.id for r in await store.unfinished_runs()] == ["r1"]
+        await store.record_step(StepRecord("r1", "a", "completed", 1, 5))  # held now
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        assert await conn.fetchval("SELECT version FROM actors_meta") == SCHEMA_VERSION
+    finally:
+        await conn.close()

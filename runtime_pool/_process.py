@@ -68,11 +68,16 @@ class WorkerProcess:
         return self._process.returncode
 
     async def send(self, header: dict[str, Any], payload: bytes = b"") -> None:
-        """Write one frame, waking the worker first if it is parked."""
+        """Write one frame, waking the worker first if it is parked.
+
+        A frame is written whole or not at all: cancellation can interrupt only the
+        wait for the pipe, so a cancelled ``send`` never reached the worker.
+        """
         frame = _protocol.encode(header, payload)
         async with self._send_lock:
             self.unpark()
-            await self._stdin.send(frame)
+            with anyio.CancelScope(shield=True):
+                await self._stdin.send(frame)
 
     async def send_built(self, build: Callable[[], tuple[dict[str, Any], bytes]]) -> None:
         """Write the frame ``build()`` returns, building it only once it can be sent.

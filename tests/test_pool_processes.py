@@ -208,6 +208,20 @@ async def test_cancelling_a_run_stops_its_js_promptly_and_leaves_the_pool_clean(
         assert (stats.live, stats.crashes) == (1, 0)
 
 
+async def test_a_run_cancelled_before_it_reaches_its_worker_leaves_the_worker_alone() -> None:
+    # The caller is cancelled before the run's frame is written: the worker never knew
+    # the run, so it cannot answer a cancel, and must not be killed for not answering.
+    async with RuntimePool(size=1) as pool:
+        [pid] = pool.worker_pids()
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await pool.run("return 1")
+        assert scope.cancelled_caught
+        assert await pool.run("return 2") == 2
+        assert pool.worker_pids() == (pid,)
+        assert pool.statistics().unresponsive == 0
+
+
 async def test_leaving_the_pool_fails_runs_in_progress_and_stops_every_worker() -> None:
     started = anyio.Event()
     failures: list[BaseException] = []

@@ -302,7 +302,9 @@ class RuntimePool:
     async def _keep_worker(self) -> None:
         """Own one worker process for its whole life; replace it when it dies."""
         try:
-            process = await WorkerProcess.spawn(self._worker_config, max_frame=self._max_frame)
+            # Shielded: a spawn cut short by the pool closing would leave its process behind.
+            with anyio.CancelScope(shield=True):
+                process = await WorkerProcess.spawn(self._worker_config, max_frame=self._max_frame)
         except OSError as exc:
             if not self._started.is_set():
                 self._fail_start(errors.RuntimePoolError(f"cannot start a worker: {exc}"))

@@ -221,6 +221,7 @@ async def _serve_frames(
             else:
                 tg.cancel_scope.cancel()  # the result: host calls still running are cancelled
                 return frame
+        tg.cancel_scope.cancel()  # the worker ended: no one is left to answer
     return None
 
 

@@ -103,6 +103,23 @@ async def test_a_worker_killed_mid_run_fails_only_that_run_and_is_replaced() -> 
         assert (stats.crashes, stats.live, stats.spawns) == (1, 2, 3)
 
 
+async def test_a_host_call_in_flight_when_its_worker_dies_is_cancelled_at_once() -> None:
+    cancelled = anyio.Event()
+    async with RuntimePool(size=1) as pool:
+        (pid,) = pool.worker_pids()
+
+        async def hang() -> None:
+            os.kill(pid, signal.SIGKILL)
+            try:
+                await anyio.sleep_forever()
+            finally:
+                cancelled.set()
+
+        with anyio.fail_after(10), pytest.raises(errors.SandboxCrashed):
+            await pool.run("await hang()", api={"hang": hang}, timeout=30)
+        assert cancelled.is_set()
+
+
 async def test_a_worker_that_dies_while_idle_is_replaced() -> None:
     async with RuntimePool(size=1) as pool:
         (pid,) = pool.worker_pids()

@@ -60,7 +60,9 @@ def _figures(name: str, report: Any) -> str:
     if name == "kill_storm":
         return (
             f"{r.runs} runs, {r.kills} kills: {dict(r.statuses)}; attempts {dict(r.fates)}; "
-            f"pool crashes {r.crashes}; workers after {r.live_after}/{r.size}"
+            f"{r.failed_steps} steps failed, each killed on every attempt; {r.reruns} runs "
+            f"re-run by the pool (no host call yet); pool crashes {r.crashes}; workers after "
+            f"{r.live_after}/{r.size}"
         )
     if name == "cancel":
         return (

@@ -74,7 +74,7 @@ def _figures(name: str, report: Any) -> str:
             f"{r.runs} runs, {r.concurrency} at a time, all completed: {r.completed == r.runs}; "
             f"host RSS {r.host_rss_warm / MiB:.1f} -> {r.host_rss_end / MiB:.1f} MiB after "
             f"warm-up; workers {r.worker_rss_warm / MiB:.1f} -> {r.worker_rss_end / MiB:.1f} "
-            f"MiB; left behind: {r.after != r.before} ({r.after})"
+            f"MiB; census before {r.before}, after {r.after}"
         )
     return (
         f"{r.runs} runs, {r.published} events: block subscriber got {r.full_received} "

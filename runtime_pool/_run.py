@@ -159,6 +159,7 @@ async def drive_run(
     }
     started = time.perf_counter()
     result: Frame | None = None
+    sent = False
     try:
         with anyio.move_on_after(request.timeout + _BACKSTOP_GRACE):
             try:
@@ -166,6 +167,7 @@ async def drive_run(
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
                 slot.dead = True
                 raise WorkerGone from None
+            sent = True
             if on_start is not None:
                 on_start()
             if request.api or on_log is not None:
@@ -177,7 +179,9 @@ async def drive_run(
     except WorkerGone:
         raise
     except BaseException:
-        if result is None and not slot.dead:
+        # A run cancelled before its frame went out is unknown to the worker, which
+        # would never answer its cancel (the worker was killed as unresponsive).
+        if sent and result is None and not slot.dead:
             await _abandon(slot, run.token, inbox, on_log)
         raise
     finally:
@@ -217,6 +221,7 @@ async def _serve_frames(
             else:
                 tg.cancel_scope.cancel()  # the result: host calls still running are cancelled
                 return frame
+        tg.cancel_scope.cancel()  # the worker ended: no one is left to answer
     return None
 
 

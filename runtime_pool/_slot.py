@@ -141,15 +141,19 @@ class Slot:
         if final:
             run.inbox.close()
 
-    def fail_runs(self, crash: errors.RuntimePoolError) -> None:
-        """The worker died: its lone run gets ``crash``; co-resident runs are evicted."""
+    def fail_runs(self, crash: errors.RuntimePoolError, cause: str = "crashed") -> None:
+        """The worker died: its lone run gets ``crash``; co-resident runs are evicted.
+
+        ``cause`` is why, when neither the pool nor the worker stopped it: ``"crashed"``
+        or ``"killed"`` (SIGKILL from outside, which no script can send).
+        """
         runs = list(self.runs.values())
         blamed = (len(runs) == 1 and self.killed_for is None) or self.killed_for == "closed"
         for run in runs:
             if blamed:
                 run.error = crash
             else:
-                run.evicted = self.killed_for or self.stopping or "crashed"
+                run.evicted = self.killed_for or self.stopping or cause
             run.inbox.close()
 
 

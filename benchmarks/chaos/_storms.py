@@ -138,6 +138,8 @@ class KillStormReport:
     size: int
     live_after: int
     engine: EngineStatistics
+    failed_steps: int = 0  # steps that failed: each was killed on every attempt
+    reruns: int = 0  # runs the pool ran again because their worker died before a host call
     mismatches: list[str] = field(default_factory=list)
 
     def problems(self) -> list[str]:
@@ -201,7 +203,7 @@ async def kill_storm(
             stats = engine.statistics()
         seconds = time.perf_counter() - began
         live_after = await _wait_for_full_pool(pool)
-        crashes = pool.statistics().crashes
+        crashes, reruns = pool.statistics().crashes, pool.statistics().reruns
     fates = observed_fates(results, log.events)
     mismatches = [
         problem
@@ -218,6 +220,10 @@ async def kill_storm(
         size=pool.size,
         live_after=live_after,
         engine=stats,
+        failed_steps=sum(
+            r.steps[name].status == "failed" for r in results.values() for name in CALLING_STEPS
+        ),
+        reruns=reruns,
         mismatches=mismatches,
     )
 

@@ -57,6 +57,7 @@ class Run:
             api=env.api,
             runner=env.runner,
             emit=env.bus.publish_event,
+            emit_nowait=env.bus.publish_event_nowait,
             timeout=env.timeout,
             retry=env.retry,
         )
@@ -87,6 +88,7 @@ class Run:
             with self._cancel_scope:
                 await self._emit(RunStarted(run_id=self.id, workflow=self.workflow))
                 async with anyio.create_task_group() as tg:
+                    self._scope.spawn = tg.start_soon
                     for actor in self._actors():
                         tg.start_soon(actor.run)
         except anyio.get_cancelled_exc_class():

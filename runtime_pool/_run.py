@@ -204,20 +204,45 @@ async def _serve_frames(
     limits: Limits,
     on_log: Callable[[LogLine], object] | None,
 ) -> Frame | None:
-    """Serve the run's host calls and pass on its log lines until its result arrives."""
-    calls = _HostCalls(slot, run.token, api, limits)
+    """Pass on the run's log lines and serve its host calls until its result arrives.
+
+    The task group that serves host calls is opened only at the first call.
+    """
+    while True:
+        frame = await _next_frame(inbox)
+        if frame is None or frame[0]["op"] == "result":
+            return frame
+        if frame[0]["op"] == "call":
+            return await _serve_calls(
+                frame, _HostCalls(slot, run.token, api, limits), inbox, on_log
+            )
+        _pass_log(frame, on_log)
+
+
+async def _serve_calls(
+    first: Frame,
+    calls: _HostCalls,
+    inbox: MemoryObjectReceiveStream[Frame],
+    on_log: Callable[[LogLine], object] | None,
+) -> Frame | None:
     async with anyio.create_task_group() as tg:
+        calls.start(tg, first)
         async for frame in inbox:
             op = frame[0]["op"]
             if op == "call":
                 calls.start(tg, frame)
             elif op == "log":
-                if on_log is not None:
-                    on_log(LogLine(frame[0]["level"], frame[0]["text"]))
+                _pass_log(frame, on_log)
             else:
-                tg.cancel_scope.cancel()  # the result: host calls still running are cancelled
+                if calls.tasks:  # the result: host calls still running are cancelled
+                    tg.cancel_scope.cancel()
                 return frame
     return None
+
+
+def _pass_log(frame: Frame, on_log: Callable[[LogLine], object] | None) -> None:
+    if on_log is not None:
+        on_log(LogLine(frame[0]["level"], frame[0]["text"]))
 
 
 async def _next_frame(inbox: MemoryObjectReceiveStream[Frame]) -> Frame | None:
@@ -291,6 +316,7 @@ class _HostCalls:
         self._slot, self._token, self._api, self._limits = slot, token, api, limits
         self._in_flight = 0
         self._held = 0
+        self.tasks = 0  # calls and refusals not yet replied to
 
     def start(self, tg: TaskGroup, frame: Frame) -> None:
         header, payload = frame
@@ -302,9 +328,17 @@ class _HostCalls:
         else:
             self._in_flight += 1
             self._held += len(payload)
+            self.tasks += 1
             tg.start_soon(self._serve, header, payload)
             return
-        tg.start_soon(self._reply, header, "error", f"{header['name']}() refused: {refusal}")
+        self.tasks += 1
+        tg.start_soon(self._refuse, header, f"{header['name']}() refused: {refusal}")
+
+    async def _refuse(self, header: dict[str, Any], refusal: str) -> None:
+        try:
+            await self._reply(header, "error", refusal)
+        finally:
+            self.tasks -= 1
 
     async def _serve(self, header: dict[str, Any], payload: bytes) -> None:
         """Call the function and send its reply; the call counts as in flight until
@@ -321,6 +355,7 @@ class _HostCalls:
         finally:
             self._in_flight -= 1
             self._held -= len(payload)
+            self.tasks -= 1
 
     async def _reply(self, header: dict[str, Any], kind: str, value: Any) -> None:
         what = f"the value returned by {header['name']}()"

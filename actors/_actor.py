@@ -85,7 +85,7 @@ class StepActor:
             reports = await self._collect()
             message = await self._fire_or_skip(reports)
             for outbox in self._outboxes:
-                await outbox.send(message)
+                outbox.send_nowait(message)  # each inbox has room for every upstream's report
         finally:
             for outbox in self._outboxes:
                 outbox.close()

@@ -247,10 +247,11 @@ async def wait_or_cancel(handle: RunHandle, timeout: float | None) -> RunResult:
     """The run's result; past ``timeout`` seconds, cancel it first. Cancelling the
     caller cancels the run."""
     try:
+        if timeout is None:
+            return await handle.wait()
         with anyio.move_on_after(timeout):
             return await handle.wait()
     except anyio.get_cancelled_exc_class():
         handle.cancel_nowait()
         raise
-    assert timeout is not None
     return await handle._time_out(timeout)

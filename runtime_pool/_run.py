@@ -14,12 +14,12 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from . import _protocol, errors
+from ._inbox import Frame, RunInbox
 from ._log import get_logger
 from ._results import Execution, LogLine
-from ._slot import ActiveRun, Frame, Slot
+from ._slot import ActiveRun, Slot
 from ._threads import HostThreads
 
 __all__ = (
@@ -141,7 +141,7 @@ class Evicted(Exception):
 async def drive_run(
     slot: Slot,
     run: ActiveRun,
-    inbox: MemoryObjectReceiveStream[Frame],
+    inbox: RunInbox,
     request: RunRequest,
     limits: Limits,
     on_start: Callable[[], object] | None = None,
@@ -199,7 +199,7 @@ async def drive_run(
 async def _serve_frames(
     slot: Slot,
     run: ActiveRun,
-    inbox: MemoryObjectReceiveStream[Frame],
+    inbox: RunInbox,
     api: Mapping[str, Callable[..., Any]],
     limits: Limits,
     on_log: Callable[[LogLine], object] | None,
@@ -222,7 +222,7 @@ async def _serve_frames(
 async def _serve_calls(
     first: Frame,
     calls: _HostCalls,
-    inbox: MemoryObjectReceiveStream[Frame],
+    inbox: RunInbox,
     on_log: Callable[[LogLine], object] | None,
 ) -> Frame | None:
     async with anyio.create_task_group() as tg:
@@ -245,14 +245,14 @@ def _pass_log(frame: Frame, on_log: Callable[[LogLine], object] | None) -> None:
         on_log(LogLine(frame[0]["level"], frame[0]["text"]))
 
 
-async def _next_frame(inbox: MemoryObjectReceiveStream[Frame]) -> Frame | None:
+async def _next_frame(inbox: RunInbox) -> Frame | None:
     try:
         return await inbox.receive()
     except anyio.EndOfStream:
         return None
 
 
-async def _abandon(slot: Slot, token: int, inbox: MemoryObjectReceiveStream[Frame]) -> None:
+async def _abandon(slot: Slot, token: int, inbox: RunInbox) -> None:
     """Stop a run whose caller went away; kill the worker if it does not answer in time."""
     with anyio.CancelScope(shield=True):
         with anyio.move_on_after(_CANCEL_GRACE):

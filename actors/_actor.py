@@ -27,6 +27,7 @@ from actors._events import (
     StepSkipped,
     StepStarted,
 )
+from actors._journal import RunJournal
 from actors._messages import Completed, Failed, Message, Skipped
 from actors._results import StepResult
 from actors._retry import Retry
@@ -54,6 +55,7 @@ class RunScope:
     emit: Callable[[LifecycleEvent], Awaitable[None]]
     timeout: float
     retry: Retry
+    journal: RunJournal | None = None  # the run's store, if the engine has one
     # publish without waiting, or say False (then ``emit``); the bus's publish_event_nowait
     emit_nowait: Callable[[LifecycleEvent], bool] = field(default=lambda event: False)
     # start a task in the run's task group (set when the run starts its actors)
@@ -61,6 +63,8 @@ class RunScope:
     results: dict[str, StepResult] = field(default_factory=dict)
     # attempt, and when the step's first script started (None: still waiting to start)
     running: dict[str, tuple[int, float | None]] = field(default_factory=dict)
+    # console lines of running steps: (earlier attempts', this attempt's so far)
+    console: dict[str, tuple[tuple[LogEntry, ...], list[LogEntry]]] = field(default_factory=dict)
 
 
 class StepActor:
@@ -112,25 +116,28 @@ class StepActor:
         deps = {name: r.result for name, r in reports.items() if isinstance(r, Completed)}
         return await self._execute(deps)
 
-    async def _skip(self, reason: str) -> Skipped:
+    async def _skip(self, reason: str) -> Message:
         scope, name = self._scope, self._step.name
         scope.results[name] = StepResult(name, "skipped", reason=reason)
-        await scope.emit(
-            StepSkipped(
-                run_id=scope.run_id, workflow=scope.workflow, step=name, attempt=0, reason=reason
-            )
+        event = StepSkipped(
+            run_id=scope.run_id, workflow=scope.workflow, step=name, attempt=0, reason=reason
         )
-        return Skipped(name, reason)
+        return await self._publish(event, Skipped(name, reason))
 
-    async def _execute(self, deps: dict[str, Any]) -> Completed | Failed:
+    async def _execute(self, deps: dict[str, Any]) -> Message:
         scope, step = self._scope, self._step
         retry = step.retry or scope.retry
         logs: list[LogEntry] = []
-        attempt = 0
+        journal = scope.journal
+        attempt = 0 if journal is None else journal.attempts_before(step.name)
         while True:
             attempt += 1
+            if journal is not None and attempt > 1:  # a first attempt is inferred on resume
+                await journal.attempt(step.name, attempt)
             scope.running[step.name] = (attempt, self._began)
-            outcome = await self._attempt(deps, attempt)
+            streamed: list[LogEntry] = []  # kept for a cancel, which reports no lines
+            scope.console[step.name] = (tuple(logs), streamed)
+            outcome = await self._attempt(deps, attempt, streamed)
             logs.extend(outcome.logs)
             done = (attempt, tuple(logs), tuple(outcome.logs))
             if not isinstance(outcome, AttemptFailed):
@@ -140,7 +147,9 @@ class StepActor:
                 return await self._fail(error, *done)
             await self._wait_to_retry(error, attempt, retry.delay_after(attempt), outcome.logs)
 
-    async def _attempt(self, deps: dict[str, Any], attempt: int) -> ExecutionLike | AttemptFailed:
+    async def _attempt(
+        self, deps: dict[str, Any], attempt: int, streamed: list[LogEntry]
+    ) -> ExecutionLike | AttemptFailed:
         scope, step = self._scope, self._step
         announcement = Announcement(scope.emit, scope.emit_nowait, scope.spawn)
         console = None
@@ -154,6 +163,7 @@ class StepActor:
                 workflow=scope.workflow,
                 step=step.name,
                 attempt=attempt,
+                keep=streamed,
             )
         try:
             outcome = await run_attempt(
@@ -170,9 +180,10 @@ class StepActor:
             await announcement.wait()  # step.started is out before anything after it
             if console is not None:
                 await console.aclose()
-        finally:
+        except BaseException:  # cancelled, or failed: queued lines get a short while
             if console is not None:
-                console.close()
+                await console.stop()
+            raise
         return outcome
 
     def _globals(self, deps: dict[str, Any], attempt: int) -> dict[str, Any]:
@@ -215,15 +226,36 @@ class StepActor:
         await scope.emit(event)
         await anyio.sleep(delay)
 
-    async def _complete(self, value: Any, *done: Any) -> Completed:
+    async def _complete(self, value: Any, *done: Any) -> Message:
         fields = self._record("completed", *done, result=value)
-        await self._scope.emit(StepCompleted(result=value, **fields))
-        return Completed(self._step.name, value)
+        return await self._publish(
+            StepCompleted(result=value, **fields), Completed(fields["step"], value)
+        )
 
-    async def _fail(self, error: StepError, *done: Any) -> Failed:
+    async def _fail(self, error: StepError, *done: Any) -> Message:
         fields = self._record("failed", *done, error=error)
-        await self._scope.emit(StepFailed(error=error, **fields))
-        return Failed(self._step.name, error)
+        return await self._publish(StepFailed(error=error, **fields), Failed(fields["step"], error))
+
+    async def _publish(self, event: LifecycleEvent, message: Message) -> Message:
+        """Commit the step's outcome to the run's store (if any), then publish ``event``;
+        return what goes downstream. An outcome the store refused becomes a failure."""
+        scope = self._scope
+        if scope.journal is not None:
+            result = scope.results[self._step.name]
+            outcome = await scope.journal.step(result)
+            if outcome is not result and outcome.error is not None:  # not recorded
+                scope.results[outcome.name] = outcome
+                event = StepFailed(
+                    run_id=scope.run_id,
+                    workflow=scope.workflow,
+                    step=outcome.name,
+                    attempt=event.attempt,
+                    error=outcome.error,
+                    duration=outcome.duration,
+                )
+                message = Failed(outcome.name, outcome.error)
+        await scope.emit(event)
+        return message
 
     def _record(
         self,
@@ -245,6 +277,7 @@ class StepActor:
             name, status, attempts=attempt, duration=duration, logs=logs, **outcome
         )
         del scope.running[name]
+        scope.console.pop(name, None)
         return {
             "run_id": scope.run_id,
             "workflow": scope.workflow,

@@ -7,13 +7,16 @@ never in the host process. A runner without ``check`` (a test fake) is not asked
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+import anyio
 
 from actors._stack import source_line
 from actors._workflow import Workflow
 from actors.errors import StepSyntaxError
 
-__all__ = ("STEP_GLOBALS", "CheckedScripts", "check_workflow")
+__all__ = ("STEP_GLOBALS", "CheckedScripts", "check_now", "check_workflow")
 
 # The globals every step runs with (see StepActor._globals); with the api names they
 # are the parameters of the compiled script, so a step may not redeclare them.
@@ -23,6 +26,17 @@ STEP_GLOBALS = ("deps", "ctx")
 async def check_workflow(runner: Any, workflow: Workflow, api: Iterable[str] = ()) -> None:
     """Compile each step's JS in ``runner``'s sandbox; raise :class:`StepSyntaxError`."""
     await CheckedScripts().check(runner, workflow, api)
+
+
+def check_now(workflow: Workflow) -> None:
+    """``await workflow.check()`` from synchronous code: on a thread with its own event
+    loop, so it also works where an event loop is running already."""
+
+    async def check() -> None:
+        await workflow.check()
+
+    with ThreadPoolExecutor(1, thread_name_prefix="actors-check") as executor:
+        executor.submit(anyio.run, check).result()
 
 
 class CheckedScripts:

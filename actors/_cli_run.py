@@ -27,9 +27,10 @@ from actors._events import LifecycleEvent, StepLogged
 from actors._log import get_logger
 from actors._logging import event_fields
 from actors._results import RunResult
+from actors._run import wait_or_cancel
 from actors._runner import LogEntry
 from actors._workflow import Workflow
-from actors.errors import DefinitionError
+from actors.errors import DefinitionError, StoreError, UnknownRun
 
 __all__ = ("BadInput", "load_api", "load_event", "load_json_object", "load_workflow", "run")
 
@@ -53,7 +54,7 @@ class BadInput(Exception):
 def load_workflow(path: str) -> Workflow:
     """Read and validate a JSON or TOML workflow file."""
     try:
-        return Workflow.from_file(path)
+        return Workflow.from_file(path, check=False)  # checked with the --api names
     except DefinitionError as exc:
         raise BadInput(str(exc)) from None
 
@@ -139,23 +140,30 @@ async def run(
     context: Mapping[str, Any],
     timeout: float | None,
     step_timeout: float | None = None,
+    store: str | None = None,
+    key: str | None = None,
 ) -> RunResult:
     """Run ``workflow`` once, logging its progress; cancel it after ``timeout`` seconds.
 
-    ``step_timeout`` is the default timeout of each step attempt.
+    ``step_timeout`` is the default timeout of each step attempt. ``store``: record
+    the run there (other unfinished runs in it are left alone); ``key``: run once.
     """
     try:
-        engine = Engine(api=api, context=context, timeout=step_timeout or DEFAULT_STEP_TIMEOUT)
+        step_timeout = step_timeout or DEFAULT_STEP_TIMEOUT
+        engine = Engine(api=api, context=context, timeout=step_timeout, store=store, resume=False)
     except DefinitionError as exc:  # e.g. a reserved --context key, a bad host name
         raise BadInput(str(exc)) from None
     async with engine, anyio.create_task_group() as tg:
         drained = anyio.Event()
         await tg.start(_report_progress, engine.bus, drained)
-        handle = await engine.start(workflow, event=event)
-        with anyio.move_on_after(math.inf if timeout is None else timeout) as deadline:
-            result = await handle.wait()
-        if deadline.cancelled_caught:
-            result = await handle.cancel()
+        try:
+            handle = await engine.start(workflow, event=event, key=key)
+        except (StoreError, UnknownRun) as exc:
+            raise BadInput(str(exc)) from None
+        if handle.done:  # the key named a run that had ended: nothing is published
+            tg.cancel_scope.cancel()
+            return await handle.wait()
+        result = await wait_or_cancel(handle, timeout)  # steps say "run timed out after"
         with anyio.move_on_after(_DRAIN_TIMEOUT):
             await drained.wait()
         tg.cancel_scope.cancel()

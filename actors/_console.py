@@ -6,8 +6,10 @@ published at once when the bus can take it without waiting; once one cannot (a
 blocking subscriber is full, or the attempt's ``step.started`` is still on its
 way), that line and every later one of the attempt go through a bounded queue to
 a task of the run that publishes them in order, so a chatty script never blocks
-the runner. At most ``MAX_STREAMED_LINES`` lines per attempt are published, and a
-final line says how many were dropped past that.
+the runner. The queue holds every line up to the cap: at most
+``MAX_STREAMED_LINES`` lines per attempt are published, and a final line says how
+many were dropped past that. When the step is stopped (cancelled), lines already
+queued still go out, for at most ``FLUSH_TIMEOUT`` seconds more.
 """
 
 from __future__ import annotations
@@ -22,10 +24,19 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from actors._events import LifecycleEvent, StepLogged
 
-__all__ = ("MAX_STREAMED_LINES", "Announcement", "AttemptConsole", "OnLog", "can_stream_logs")
+__all__ = (
+    "FLUSH_TIMEOUT",
+    "MAX_STREAMED_LINES",
+    "Announcement",
+    "AttemptConsole",
+    "OnLog",
+    "can_stream_logs",
+)
 
-MAX_STREAMED_LINES = 1000
-_QUEUE = 256
+# Above the pool's own cap (max_log_lines, 1000 by default, plus its marker), so a
+# default pool's marker, which counts what it dropped, is published too.
+MAX_STREAMED_LINES = 10_000
+FLUSH_TIMEOUT = 1.0  # how long a cancelled step's queued lines may take to be published
 
 OnLog = Callable[[Any], None]
 Emit = Callable[[LifecycleEvent], Awaitable[None]]
@@ -54,9 +65,10 @@ class AttemptConsole:
     """The ``step.log`` events of one attempt: :meth:`on_log` takes each line.
 
     ``announcement`` is the attempt's ``step.started``: lines are published after it.
-    ``spawn`` starts a task of the run (used only when a line has to wait).
-    :meth:`aclose` publishes what is queued and the count of dropped lines; if the
-    attempt is cancelled instead, :meth:`close` stops taking lines.
+    ``spawn`` starts a task of the run (used only when a line has to wait). The
+    first ``MAX_STREAMED_LINES`` lines are also appended to ``keep``. :meth:`aclose`
+    publishes what is queued and the count of dropped lines; if the attempt is
+    stopped instead, :meth:`stop` publishes what is queued within ``FLUSH_TIMEOUT``.
     """
 
     def __init__(
@@ -70,6 +82,7 @@ class AttemptConsole:
         workflow: str,
         step: str,
         attempt: int,
+        keep: list[Any] | None = None,
     ) -> None:
         self._emit, self._emit_nowait, self._spawn, self._announcement = (
             emit,
@@ -85,9 +98,14 @@ class AttemptConsole:
         }
         self._queue: MemoryObjectSendStream[StepLogged] | None = None
         self._drained: anyio.Event | None = None
+        self._keep = keep
+        # shielded, so lines queued when the step is stopped still go out; bounded then
+        self._shield = anyio.CancelScope(shield=True)
         self.taken = self.dropped = 0
 
     def on_log(self, line: Any) -> None:
+        if self._keep is not None and len(self._keep) < MAX_STREAMED_LINES:
+            self._keep.append(line)
         if self.taken >= MAX_STREAMED_LINES:
             self.dropped += 1
             return
@@ -109,7 +127,8 @@ class AttemptConsole:
             self.dropped += 1
 
     def _start_publisher(self) -> MemoryObjectSendStream[StepLogged]:
-        send, receive = anyio.create_memory_object_stream[StepLogged](_QUEUE)
+        # Room for every line up to the cap: a burst waits here rather than being dropped.
+        send, receive = anyio.create_memory_object_stream[StepLogged](MAX_STREAMED_LINES)
         self._drained = anyio.Event()
         self._spawn(self._publish, receive, self._drained)
         return send
@@ -118,7 +137,7 @@ class AttemptConsole:
         self, receive: MemoryObjectReceiveStream[StepLogged], drained: anyio.Event
     ) -> None:
         try:
-            async with receive:
+            with self._shield, receive:
                 await self._announcement.wait()  # console lines follow step.started
                 async for event in receive:
                     await self._emit(event)
@@ -129,6 +148,14 @@ class AttemptConsole:
         """Take no more lines; the publisher ends once it has published what is queued."""
         if self._queue is not None:
             self._queue.close()
+
+    async def stop(self) -> None:
+        """The attempt was stopped: give queued lines ``FLUSH_TIMEOUT`` s to go out."""
+        self.close()
+        if self._drained is not None:
+            self._shield.deadline = anyio.current_time() + FLUSH_TIMEOUT
+            with anyio.move_on_after(FLUSH_TIMEOUT + 1.0, shield=True):  # bounded regardless
+                await self._drained.wait()
 
     async def aclose(self) -> None:
         """Close, wait until every taken line is published, then say how many were dropped."""

@@ -24,6 +24,7 @@ __all__ = (
     "RunCompleted",
     "RunFailed",
     "RunStarted",
+    "StepCancelled",
     "StepCompleted",
     "StepFailed",
     "StepLogged",
@@ -113,6 +114,17 @@ class StepSkipped(LifecycleEvent):
 
     topic: str = field(default="step.skipped", init=False)
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepCancelled(LifecycleEvent):
+    """The run was cancelled while attempt ``attempt`` of the step ran or waited to
+    start; ``logs`` are the console lines that attempt wrote up to the stop."""
+
+    topic: str = field(default="step.cancelled", init=False)
+    reason: str = ""
+    duration: float = 0.0
+    logs: tuple[LogEntry, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,7 +16,7 @@ import anyio
 from actors._run import RunHandle
 from actors.errors import InvalidOption
 
-__all__ = ("ActiveRuns", "Shutdown", "check_shutdown", "drain")
+__all__ = ("ActiveRuns", "Shutdown", "check_shutdown", "drain", "sole_exception")
 
 Shutdown = Literal["cancel", "drain"]
 _SHUTDOWNS = ("cancel", "drain")
@@ -67,3 +67,12 @@ async def drain(active: ActiveRuns, timeout: float) -> BaseException | None:
     except BaseException as exc:  # re-raised by the engine after its clean-up
         return exc
     return None
+
+
+def sole_exception(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The one exception in the engine task group's ``group``, or ``None`` if several.
+
+    The engine raises it as itself, so ``except KeyError`` around ``async with
+    Engine(...)`` catches the body's KeyError as if there were no task group inside.
+    """
+    return group.exceptions[0] if len(group.exceptions) == 1 else None

@@ -25,6 +25,7 @@ _USER_FRAME = re.compile(
     r"^\s*at (?P<async>async )?(?:(?P<fn>.*?) )?\(eval at [\w$]+ \(<eval>:\d+:\d+\), "
     r"<anonymous>:(?P<line>\d+):(?P<column>\d+)\)$"
 )
+_JS_LINE_BREAK = re.compile("\r\n|[\n\r\u2028\u2029]")
 _GLUE_FRAME = re.compile(r"^\s*at (?P<async>async )?(?P<fn>\S+) \(<eval>:\d+:\d+\)$")
 _COMPILER_FRAME = re.compile(r"^\s*at new AsyncFunction \(<anonymous>\)$")
 
@@ -68,11 +69,19 @@ def map_stack(stack: str, *, step: str, host_functions: Collection[str] = ()) ->
 
 
 def source_line(js: str, line: int | None) -> str | None:
-    """Line ``line`` (1-based) of the step's JS, or ``None`` when out of range."""
+    """Line ``line`` (1-based, split where V8 counts lines) of the step's JS, or ``None``."""
     if line is None:
         return None
-    lines = js.splitlines()
+    lines = _JS_LINE_BREAK.split(js)
     return lines[line - 1] if 1 <= line <= len(lines) else None
+
+
+def _characters(text: str | None, column: int | None) -> int | None:
+    """V8's 1-based column (UTF-16 units) in ``text`` as a column in characters."""
+    if text is None or column is None:
+        return column
+    before = text.encode("utf-16-le")[: 2 * (column - 1)]
+    return len(before.decode("utf-16-le", errors="ignore")) + 1
 
 
 def script_failed(
@@ -85,6 +94,7 @@ def script_failed(
         mapped = map_stack(stack, step=step, host_functions=host_functions)
         stack, line, column = mapped.stack, mapped.line, mapped.column
     text = source_line(js, line)
+    column = _characters(text, column)
     return ScriptFailed(
         step,
         exc.name,

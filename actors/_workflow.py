@@ -191,8 +191,8 @@ class Workflow:
         line) for the first step that does not compile. ``pool``: an open
         :class:`runtime_pool.RuntimePool`; without one a one-worker pool is started
         for the check and closed after it. ``api``: the host function names the
-        engine will give (a step may not redeclare them). ``engine.run`` does this
-        itself; :meth:`validate` and :meth:`from_file` do not (no process spawn).
+        engine will give (a step may not redeclare them). ``engine.run`` and
+        :meth:`from_file` do this themselves; :meth:`validate` does not (no process).
         """
         from actors._check import check_workflow
 
@@ -238,8 +238,19 @@ class Workflow:
         return workflow_from_dict(data)
 
     @classmethod
-    def from_file(cls, path: str | PathLike[str]) -> Workflow:
-        """Read a workflow from a JSON (``.json``) or TOML (``.toml``) file."""
+    def from_file(cls, path: str | PathLike[str], *, check: bool = True) -> Workflow:
+        """Read a workflow from a JSON (``.json``) or TOML (``.toml``) file.
+
+        With ``check`` (the default) every step's JS is also compiled, as
+        :meth:`check` does, in a sandbox worker started for it (a fraction of a
+        second; this call blocks meanwhile): a step that does not compile raises
+        :class:`~actors.errors.StepSyntaxError`. ``check=False`` starts no process.
+        """
         from actors._workflow_data import workflow_from_file
 
-        return workflow_from_file(path)
+        workflow = workflow_from_file(path)
+        if check:
+            from actors._check import check_now
+
+            check_now(workflow)
+        return workflow

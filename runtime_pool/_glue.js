@@ -219,7 +219,8 @@
       r.logChars += text.length;
     }
     arrayPush(r.logs, [level, text]);
-    if (r.streamLogs) {  // the caller wants each line as it is written
+    if (r.streamLogs && !r.logsTruncated) {  // each line as it is written; the marker,
+      // whose count grows, comes with the outcome (the host passes it on then)
       apply(promiseThen, callAsync(opLog, r.token, level, text), [noop, noop]);
     }
   }

@@ -15,6 +15,7 @@ from anyio.abc import TaskGroup
 
 from . import _protocol, errors
 from ._check import CheckLost, check_request, drive_check, syntax_error
+from ._console import StreamedLines
 from ._log import get_logger
 from ._process import WorkerProcess
 from ._results import Execution, LogLine, PoolStatistics
@@ -196,20 +197,36 @@ class RuntimePool:
             code, globals or {}, api or {}, timeout=limit, max_value_bytes=self.max_value_bytes
         )
         self._runs += 1
+        streamed = None if on_log is None else StreamedLines(on_log)
         solo = rerun = False
         while True:
             slot, run, inbox = await self._checkout(solo)
             try:
                 start = None if rerun else on_start
-                return await drive_run(slot, run, inbox, request, self._limits, start, on_log)
+                execution = await drive_run(
+                    slot, run, inbox, request, self._limits, start, streamed
+                )
+                if streamed is not None:
+                    streamed.finish(execution.logs)
+                return execution
             except WorkerGone:
                 continue  # it died while idle; its replacement is on the way
             except Evicted as evicted:
                 if evicted.called or rerun:
                     self._evictions += 1
-                    raise _evicted_error(evicted) from None
+                    error = _evicted_error(evicted)
+                    if streamed is not None:
+                        streamed.fill(error)
+                    raise error from None
                 self._reruns += 1  # no effect outside yet: run it again, alone this time
                 solo = rerun = True
+                if streamed is not None:
+                    streamed.rerun()
+            except errors.RuntimePoolError as error:
+                if streamed is not None:
+                    streamed.finish(error.logs)
+                    streamed.fill(error)  # a stopped runtime reports no lines of its own
+                raise
             finally:
                 self._release(slot, run.token)
 

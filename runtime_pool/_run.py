@@ -178,7 +178,7 @@ async def drive_run(
         raise
     except BaseException:
         if result is None and not slot.dead:
-            await _abandon(slot, run.token, inbox)
+            await _abandon(slot, run.token, inbox, on_log)
         raise
     finally:
         inbox.close()
@@ -252,8 +252,16 @@ async def _next_frame(inbox: RunInbox) -> Frame | None:
         return None
 
 
-async def _abandon(slot: Slot, token: int, inbox: RunInbox) -> None:
-    """Stop a run whose caller went away; kill the worker if it does not answer in time."""
+async def _abandon(
+    slot: Slot,
+    token: int,
+    inbox: RunInbox,
+    on_log: Callable[[LogLine], object] | None,
+) -> None:
+    """Stop a run whose caller went away; kill the worker if it does not answer in time.
+
+    Console lines written before the stop still go to ``on_log``.
+    """
     with anyio.CancelScope(shield=True):
         with anyio.move_on_after(_CANCEL_GRACE):
             with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -262,6 +270,8 @@ async def _abandon(slot: Slot, token: int, inbox: RunInbox) -> None:
                 async for header, _ in inbox:
                     if header["op"] == "result":
                         return
+                    if header["op"] == "log" and on_log is not None:
+                        on_log(LogLine(header["level"], header["text"]))
             return
         slot.killed_for = "unresponsive"
         slot.process.kill()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from jsrun import Runtime, RuntimeConfig
+from jsrun import JavaScriptError, Runtime, RuntimeConfig
 
 from . import _protocol
 
@@ -33,6 +33,7 @@ _RANDOM = resources.files(__package__).joinpath("_random.js").read_text()
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _JSRUN_GUARD = 1.0  # a jsrun call that blocks longer than this ends the process
 _TERMINATE_GRACE = 0.15
+_CHECK_GUARD = 10.0  # creating, compiling in and closing a throwaway runtime (~15 ms)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -170,6 +171,26 @@ class _Sandbox:
         self._runtime, self._serve = self._create()
         self._fresh_rss = _rss(self._statm)
         self._fresh_heap = self._runtime.get_stats().heap_used_bytes
+
+
+def syntax_position(source: str, heap_limit: int) -> tuple[str, int, int] | None:
+    """V8's message, line and column for ``source`` compiled as a top-level script in a
+    throwaway runtime (closed at once: an idle runtime spins a core), or ``None``.
+
+    ``source`` must only define a function: nothing in it runs.
+    """
+    with _guarded(_CHECK_GUARD):
+        runtime = Runtime(RuntimeConfig(max_heap_size=heap_limit))
+        try:
+            runtime.eval(source)
+        except JavaScriptError as exc:
+            frame = exc.frames[0] if exc.frames else {}
+            line, column = frame.get("line_number"), frame.get("column_number")
+            if exc.name == "SyntaxError" and line is not None and column is not None:
+                return str(exc.message), line, column
+        finally:
+            runtime.close()
+    return None
 
 
 def _rss(statm: int) -> int:

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _protocol
-from ._sandbox import SandboxConfig, _Sandbox
+from ._position import locate
+from ._sandbox import SandboxConfig, _Sandbox, syntax_position
 
 __all__ = ("Worker",)
 
@@ -64,6 +65,7 @@ class Worker:
         self._loop_task: asyncio.Task[None] | None = None
         self._idle_check: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._checks: dict[int, tuple[str, list[str]]] = {}  # syntax checks in flight
         ops: dict[str, Callable[..., Awaitable[Any]]] = {
             "next": self._op_next,
             "call": self._op_call,
@@ -183,7 +185,10 @@ class Worker:
             self._send({"op": "log", "id": token, "level": level, "text": text})
 
     async def _op_checked(self, token: int, outcome: str) -> None:
-        self._send({"op": "result", "id": token, "kind": "checked", "syntax": json.loads(outcome)})
+        code, names = self._checks.pop(token, ("", []))
+        heap = self._config.heap_limit
+        syntax = locate(json.loads(outcome), code, names, lambda s: syntax_position(s, heap))
+        self._send({"op": "result", "id": token, "kind": "checked", "syntax": syntax})
 
     async def _op_call(self, token: int, name: str, args_json: str) -> list[str]:
         run = self._runs.get(token)
@@ -233,6 +238,7 @@ class Worker:
         if self._loop_task is None:  # stopped by the idle check
             self._start_loop()
         if header["op"] == "check":  # compiled, never run: not a run of the runtime
+            self._checks[header["id"]] = (header["code"], header["names"])
             self._push(["check", header["id"], header["code"], header["names"]])
             return
         loop = asyncio.get_running_loop()

@@ -138,3 +138,18 @@ def test_every_example_file_passes_the_sandboxed_check() -> None:
         assert proc.returncode == 0, proc.stderr
         assert proc.stdout.startswith("ok: ")
         assert proc.stderr == ""  # the sandbox worker's lifecycle is not news here
+
+
+def test_from_file_compiles_every_step_in_the_sandbox(tmp_path: Path) -> None:
+    path = write_broken(tmp_path)
+    with pytest.raises(StepSyntaxError) as caught:
+        Workflow.from_file(path)
+    assert (caught.value.step, caught.value.line, caught.value.column) == ("shape", 2, 14)
+    assert caught.value.source_line == "const m = n +* 2;"
+    assert Workflow.from_file(path, check=False).name == "broken"  # no process: no check
+
+
+@pytest.mark.anyio
+async def test_from_file_checks_inside_a_running_event_loop_too(tmp_path: Path) -> None:
+    with pytest.raises(StepSyntaxError, match="step 'shape' line 2 col 14"):
+        Workflow.from_file(write_broken(tmp_path))

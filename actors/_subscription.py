@@ -88,16 +88,26 @@ class Subscription:
 
     async def offer(self, event: BusEvent) -> None:
         """Queue ``event`` according to the policy; a closed subscription ignores it."""
+        if self.can_take_nowait():
+            self.offer_nowait(event)
+        else:
+            await self._send_blocking(event)
+
+    def can_take_nowait(self) -> bool:
+        """Whether :meth:`offer_nowait` can take an event now (room, a drop policy, closed)."""
+        if self._evict is not None or self.closed:
+            return True
+        return self._send.statistics().current_buffer_used < self._max_buffer
+
+    def offer_nowait(self, event: BusEvent) -> None:
+        """Queue ``event`` without waiting; only when :meth:`can_take_nowait` said so."""
         try:
             self._send.send_nowait(event)
         except anyio.WouldBlock:
-            if self._evict is not None:
-                self._evict.receive_nowait()
-                self._count_drop(event)
-                self._send.send_nowait(event)
-            else:
-                await self._send_blocking(event)
-                return
+            assert self._evict is not None, "offer_nowait on a full blocking subscription"
+            self._evict.receive_nowait()
+            self._count_drop(event)
+            self._send.send_nowait(event)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             return
         self._delivered += 1

@@ -176,7 +176,8 @@ async def kill_storm(
     *, runs: int, every: float = 0.2, attempts: int = 2, io_delay: float = 0.005
 ) -> KillStormReport:
     """``runs`` concurrent runs while a random worker is killed (SIGKILL) every ``every`` s."""
-    host = HostCalls(io_delay=io_delay)
+    called = [anyio.Event()]  # set by the next host call
+    host = HostCalls(io_delay=io_delay, before_call=lambda n, step: called[0].set())
     wf = fan_workflow(timeout=10.0, attempts=attempts)
     log = RetryLog()
     kills = 0
@@ -188,12 +189,16 @@ async def kill_storm(
                 nonlocal kills
                 chooser = random.Random(9)
                 while True:
-                    await anyio.sleep(every)
-                    pids = pool.worker_pids()
+                    # each kill once a step made a host call since the last one (a storm
+                    # may be over within `every`), of a worker that serves runs
+                    await called[0].wait()
+                    called[0] = anyio.Event()
+                    pids = pool.worker_pids(state="busy")
                     if pids:
                         with contextlib.suppress(ProcessLookupError):  # it died meanwhile
                             os.kill(chooser.choice(sorted(pids)), signal.SIGKILL)
                             kills += 1
+                    await anyio.sleep(every)
 
             async with anyio.create_task_group() as tg:
                 await tg.start(log.collect, engine)

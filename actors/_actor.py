@@ -18,7 +18,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from actors._attempt import AttemptFailed, run_attempt
-from actors._console import can_stream_logs, streamed_console
+from actors._console import Announcement, AttemptConsole, can_stream_logs
 from actors._events import (
     LifecycleEvent,
     StepCompleted,
@@ -38,6 +38,10 @@ from actors.errors import StepError
 __all__ = ("RunScope", "StepActor")
 
 
+def _no_task_group(*args: Any) -> None:
+    raise RuntimeError("the run has not started its task group")
+
+
 @dataclass(slots=True)
 class RunScope:
     """What every actor of one run shares; ``results`` and ``running`` are the run's state."""
@@ -52,6 +56,10 @@ class RunScope:
     timeout: float
     retry: Retry
     journal: RunJournal | None = None  # the run's store, if the engine has one
+    # publish without waiting, or say False (then ``emit``); the bus's publish_event_nowait
+    emit_nowait: Callable[[LifecycleEvent], bool] = field(default=lambda event: False)
+    # start a task in the run's task group (set when the run starts its actors)
+    spawn: Callable[..., object] = field(default=_no_task_group)
     results: dict[str, StepResult] = field(default_factory=dict)
     # attempt, and when the step's first script started (None: still waiting to start)
     running: dict[str, tuple[int, float | None]] = field(default_factory=dict)
@@ -81,7 +89,7 @@ class StepActor:
             reports = await self._collect()
             message = await self._fire_or_skip(reports)
             for outbox in self._outboxes:
-                await outbox.send(message)
+                outbox.send_nowait(message)  # each inbox has room for every upstream's report
         finally:
             for outbox in self._outboxes:
                 outbox.close()
@@ -143,29 +151,40 @@ class StepActor:
         self, deps: dict[str, Any], attempt: int, streamed: list[LogEntry]
     ) -> ExecutionLike | AttemptFailed:
         scope, step = self._scope, self._step
-        announced = anyio.Event()
-        call = partial(
-            run_attempt,
-            scope.runner,
-            step=step.name,
-            attempt=attempt,
-            js=step.js,
-            globals=self._globals(deps, attempt),
-            api=scope.api,
-            step_timeout=step.timeout or scope.timeout,
-            announce=partial(self._announce, attempt, announced),
-        )
-        if not can_stream_logs(scope.runner):
-            return await call()
-
-        async def emit_after_start(event: LifecycleEvent) -> None:
-            await announced.wait()  # console lines follow step.started
-            await scope.emit(event)
-
-        ids = {"run_id": scope.run_id, "workflow": scope.workflow, "step": step.name}
-        console = streamed_console(emit_after_start, attempt=attempt, keep=streamed, **ids)
-        async with console as on_log:
-            return await call(on_log=on_log)
+        announcement = Announcement(scope.emit, scope.emit_nowait, scope.spawn)
+        console = None
+        if can_stream_logs(scope.runner):
+            console = AttemptConsole(
+                scope.emit,
+                scope.emit_nowait,
+                scope.spawn,
+                announcement,
+                run_id=scope.run_id,
+                workflow=scope.workflow,
+                step=step.name,
+                attempt=attempt,
+                keep=streamed,
+            )
+        try:
+            outcome = await run_attempt(
+                scope.runner,
+                step=step.name,
+                attempt=attempt,
+                js=step.js,
+                globals=self._globals(deps, attempt),
+                api=scope.api,
+                step_timeout=step.timeout or scope.timeout,
+                announce=partial(self._announce, attempt, announcement),
+                on_log=None if console is None else console.on_log,
+            )
+            await announcement.wait()  # step.started is out before anything after it
+            if console is not None:
+                await console.aclose()
+        except BaseException:  # cancelled, or failed: queued lines get a short while
+            if console is not None:
+                await console.stop()
+            raise
+        return outcome
 
     def _globals(self, deps: dict[str, Any], attempt: int) -> dict[str, Any]:
         scope = self._scope
@@ -173,26 +192,23 @@ class StepActor:
         ctx = {"event": scope.event, **scope.context, "run": {**run, "attempt": attempt}}
         return {"deps": deps, "ctx": ctx}
 
-    async def _announce(
-        self, attempt: int, announced: anyio.Event, timestamp: float, began: float
+    def _announce(
+        self, attempt: int, announcement: Announcement, timestamp: float, began: float
     ) -> None:
         """The attempt's script started on a worker at ``timestamp``: say so."""
         scope, name = self._scope, self._step.name
         if self._began is None:
             self._began = began
         scope.running[name] = (attempt, self._began)
-        try:
-            await scope.emit(
-                StepStarted(
-                    run_id=scope.run_id,
-                    workflow=scope.workflow,
-                    step=name,
-                    attempt=attempt,
-                    timestamp=timestamp,
-                )
+        announcement.publish(
+            StepStarted(
+                run_id=scope.run_id,
+                workflow=scope.workflow,
+                step=name,
+                attempt=attempt,
+                timestamp=timestamp,
             )
-        finally:
-            announced.set()
+        )
 
     async def _wait_to_retry(
         self, error: StepError, attempt: int, delay: float, logs: tuple[LogEntry, ...]

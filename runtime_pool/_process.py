@@ -8,6 +8,7 @@ reports, and stops it for good.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -41,6 +42,11 @@ class WorkerProcess:
         self._process = process
         assert process.stdout is not None and process.stdin is not None
         self._stdin = process.stdin
+        # anyio's stream yields to the event loop after every write; with many runs per
+        # worker that made each frame wait one loop iteration for the lock (replies
+        # queued past their run's deadline on a busy host). Write to the pipe directly.
+        writer = getattr(process.stdin, "_stream", None)
+        self._writer = writer if isinstance(writer, asyncio.StreamWriter) else None
         self._stdout = BufferedByteReceiveStream(process.stdout)
         self._send_lock = anyio.Lock(fast_acquire=True)  # no scheduling round trip when free
         self._max_frame = max_frame
@@ -68,11 +74,16 @@ class WorkerProcess:
         return self._process.returncode
 
     async def send(self, header: dict[str, Any], payload: bytes = b"") -> None:
-        """Write one frame, waking the worker first if it is parked."""
+        """Write one frame, waking the worker first if it is parked.
+
+        A frame is written whole or not at all: cancellation can interrupt only the
+        wait for the pipe, so a cancelled ``send`` never reached the worker.
+        """
         frame = _protocol.encode(header, payload)
         async with self._send_lock:
             self.unpark()
-            await self._stdin.send(frame)
+            with anyio.CancelScope(shield=True):
+                await self._write(frame)
 
     async def send_built(self, build: Callable[[], tuple[dict[str, Any], bytes]]) -> None:
         """Write the frame ``build()`` returns, building it only once it can be sent.
@@ -83,7 +94,20 @@ class WorkerProcess:
         async with self._send_lock:
             header, payload = build()
             self.unpark()
-            await self._stdin.send(_protocol.encode(header, payload))
+            await self._write(_protocol.encode(header, payload))
+
+    async def _write(self, frame: bytes) -> None:
+        """Write ``frame`` at once; wait only while the pipe is full (never yield else)."""
+        if self._writer is None:
+            await self._stdin.send(frame)
+            return
+        if self._writer.is_closing():
+            raise anyio.ClosedResourceError
+        try:
+            self._writer.write(frame)
+            await self._writer.drain()
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            raise anyio.BrokenResourceError from exc
 
     async def receive(self) -> tuple[dict[str, Any], bytes]:
         """Read one frame; raises ``anyio.IncompleteRead`` or ``EndOfStream`` at exit."""

@@ -32,7 +32,7 @@ _GLUE = resources.files(__package__).joinpath("_glue.js").read_text()
 _RANDOM = resources.files(__package__).joinpath("_random.js").read_text()
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _JSRUN_GUARD = 1.0  # a jsrun call that blocks longer than this ends the process
-_TERMINATE_GRACE = 0.15
+_TERMINATE_GRACE = 0.5  # a starved worker can need more than 0.15 s; past it, the worker ends
 _CHECK_GUARD = 10.0  # creating, compiling in and closing a throwaway runtime (~15 ms)
 _PR_SET_PDEATHSIG = 1
 

@@ -7,14 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from . import errors
+from ._inbox import Frame, RunInbox
 from ._process import WorkerProcess
 
 __all__ = ("ActiveRun", "Checkout", "Frame", "Slot", "Waiter")
 
-Frame = tuple[dict[str, Any], bytes]
 _INBOX_SIZE = 16
 
 
@@ -23,7 +22,7 @@ class ActiveRun:
     """A run a slot is serving: where its frames go and, if the worker died, why."""
 
     token: int
-    inbox: MemoryObjectSendStream[Frame]
+    inbox: RunInbox
     solo: bool = False
     called: bool = False  # it made a host call: it had effects outside the sandbox
     error: errors.RuntimePoolError | None = field(default=None)
@@ -68,20 +67,17 @@ class Slot:
             return False
         return self.load == 0 if solo else self.load < concurrency
 
-    def begin_run(
-        self, token: int, solo: bool
-    ) -> tuple[ActiveRun, MemoryObjectReceiveStream[Frame]]:
-        send, receive = anyio.create_memory_object_stream[Frame](_INBOX_SIZE)
-        run = ActiveRun(token, send, solo)
+    def begin_run(self, token: int, solo: bool) -> tuple[ActiveRun, RunInbox]:
+        run = ActiveRun(token, RunInbox(_INBOX_SIZE), solo)
         self.runs[token] = run
         self._solo_runs += solo
-        return run, receive
+        return run, run.inbox
 
     def end_run(self, token: int) -> None:
         run = self.runs.pop(token, None)
         if run is not None:
             self._solo_runs -= run.solo
-            run.inbox.close()
+            run.inbox.finish()
         if not self.runs:
             self._notify()
 
@@ -133,27 +129,30 @@ class Slot:
         final = header["op"] == "result"
         if header["op"] == "call":
             run.called = True
-        with suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
-            try:
-                run.inbox.send_nowait((header, payload))  # the usual case: no extra yield
-            except anyio.WouldBlock:
-                await run.inbox.send((header, payload))
+        try:
+            run.inbox.send_nowait((header, payload))  # the usual case: no extra yield
+        except anyio.WouldBlock:
+            await run.inbox.send((header, payload))
         if final:
-            run.inbox.close()
+            run.inbox.finish()
 
-    def fail_runs(self, crash: errors.RuntimePoolError) -> None:
-        """The worker died: its lone run gets ``crash``; co-resident runs are evicted."""
+    def fail_runs(self, crash: errors.RuntimePoolError, cause: str = "crashed") -> None:
+        """The worker died: its lone run gets ``crash``; co-resident runs are evicted.
+
+        ``cause`` is why, when neither the pool nor the worker stopped it: ``"crashed"``
+        or ``"killed"`` (SIGKILL from outside, which no script can send).
+        """
         runs = list(self.runs.values())
         blamed = (len(runs) == 1 and self.killed_for is None) or self.killed_for == "closed"
         for run in runs:
             if blamed:
                 run.error = crash
             else:
-                run.evicted = self.killed_for or self.stopping or "crashed"
-            run.inbox.close()
+                run.evicted = self.killed_for or self.stopping or cause
+            run.inbox.finish()
 
 
-Checkout = tuple[Slot, ActiveRun, MemoryObjectReceiveStream[Frame]]
+Checkout = tuple[Slot, ActiveRun, RunInbox]
 
 
 class Waiter:

@@ -27,7 +27,10 @@ __all__ = ("Worker",)
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _SAMPLE_EVERY = 0.005
-_PROBE_GRACE = 0.1  # a run past its deadline that the JS does not abandon in this time
+_PROBE_EVERY = 0.1  # how often a run past its deadline checks that the JS is still taking commands
+# The dispatch loop has not come back for commands this long after a run was abandoned:
+# a script holds the thread. (0.1 s mistook a starved worker for a held one.)
+_HELD_AFTER = 0.5
 _STOP_GRACE = 0.5  # time for the dispatch loop to return when asked to stop
 _IDLE_CHECK = 0.005  # a worker with no run in flight this long checks its runtime
 
@@ -40,6 +43,7 @@ class _Run:
     calls: set[int] = field(default_factory=set)
     held: int = 0  # bytes of host-call arguments in flight
     ending: str | None = None  # "timeout" or "cancelled" once the worker gave up on it
+    given_up: float = 0.0  # when the worker gave up on it
 
 
 class Worker:
@@ -54,6 +58,7 @@ class Worker:
         self._commands: list[list[Any]] = []
         self._poll: asyncio.Future[None] | None = None
         self._generation = 0  # bumped for each new dispatch loop
+        self._cycled = 0.0  # when the dispatch loop last came back for commands
         self._backlog: list[tuple[dict[str, Any], str]] = []
         self._accepting = False
         self._breaking = False
@@ -167,6 +172,7 @@ class Worker:
 
     async def _op_next(self) -> list[list[Any]]:
         generation = self._generation
+        self._cycled = time.perf_counter()  # the JS ran every command it was given so far
         if not self._commands:
             self._poll = asyncio.get_running_loop().create_future()
             await self._poll
@@ -257,13 +263,20 @@ class Worker:
         if run is None or run.ending is not None:
             return
         run.ending = reason
+        run.given_up = time.perf_counter()
         self._push(["abandon", token])
-        asyncio.get_running_loop().call_later(_PROBE_GRACE, self._probe, token)
+        asyncio.get_running_loop().call_later(_PROBE_EVERY, self._probe, token)
 
     def _probe(self, token: int) -> None:
-        if token in self._runs and not self._breaking and self._sandbox.closed():
+        """The run is still not reported: the JS is slow (wait), or held, or dead."""
+        run = self._runs.get(token)
+        if run is None or self._breaking:
+            return
+        if self._sandbox.closed():
             self._runtime_died()
-        elif token in self._runs and not self._breaking:
+        elif time.perf_counter() - max(self._cycled, run.given_up) < _HELD_AFTER:
+            asyncio.get_running_loop().call_later(_PROBE_EVERY, self._probe, token)
+        else:
             culprits = {t for t, r in self._runs.items() if r.ending is not None}
             self._break("timeout", culprits)
 

@@ -1,9 +1,10 @@
 """One sandbox worker process, seen from the pool: the only module that touches processes.
 
 It spawns ``python -m runtime_pool._sandbox``, moves frames over the worker's
-stdin/stdout, parks the worker with SIGSTOP while idle (an idle jsrun runtime
-spins a core) and wakes it with SIGCONT, keeps the tail of its stderr for crash
-reports, and stops it for good.
+stdin/stdout (counting the frames written, so a worker's idle report can be
+matched against them), parks the worker with SIGSTOP (a jsrun runtime spins a
+core even while it only waits) and wakes it with SIGCONT before every frame,
+keeps the tail of its stderr for crash reports, and stops it for good.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class WorkerProcess:
         self.stderr_tail: deque[str] = deque(maxlen=_STDERR_LINES)
         self.stderr_closed = anyio.Event()
         self.parked = False
+        self.written = 0  # frames written (or being written) to the worker
 
     @classmethod
     async def spawn(cls, config: Mapping[str, Any], *, max_frame: int) -> WorkerProcess:
@@ -72,6 +74,7 @@ class WorkerProcess:
         frame = _protocol.encode(header, payload)
         async with self._send_lock:
             self.unpark()
+            self.written += 1
             await self._stdin.send(frame)
 
     async def send_built(self, build: Callable[[], tuple[dict[str, Any], bytes]]) -> None:
@@ -83,6 +86,7 @@ class WorkerProcess:
         async with self._send_lock:
             header, payload = build()
             self.unpark()
+            self.written += 1
             await self._stdin.send(_protocol.encode(header, payload))
 
     async def receive(self) -> tuple[dict[str, Any], bytes]:
@@ -110,7 +114,11 @@ class WorkerProcess:
         self.stderr_closed.set()
 
     def park(self) -> None:
-        """Stop the idle worker (SIGSTOP): it uses no CPU until :meth:`unpark`."""
+        """Stop the worker (SIGSTOP): it uses no CPU until :meth:`unpark`.
+
+        Only once the worker said it is idle (see ``_slot``): stopped in the middle
+        of its own work, a guarded jsrun call would outlast its guard and end it.
+        """
         if not self.parked and self._signal(signal.SIGSTOP):
             self.parked = True
 

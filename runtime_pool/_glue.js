@@ -681,10 +681,10 @@
 
   // ---- idle probe -------------------------------------------------------------------
   // Is this runtime idle: waiting only for host replies and timers? Asked by the
-  // worker after a quiet moment. Two event-loop turns later (timers: the microtask
-  // queue has drained and pending unhandled rejections have been dispatched by
-  // then; a host op's round trip does not wait for the latter), nothing may have
-  // happened since the question came in. The worker checks the counts against its
+  // worker after a quiet moment. One timer turn later (the microtask queue has
+  // drained and pending unhandled rejections have been dispatched by then; a host
+  // op's round trip does not wait for the latter), nothing may have happened since
+  // the question came in. The worker checks the counts against its
   // own: every host op called has started there, every reply sent has been taken
   // in here (one taken in after this check shows as a count that differs).
   // The loop waits for the last probe before it returns: closing a runtime with a
@@ -693,11 +693,11 @@
   function probeIdle(id) {
     const mark = activity;
     probing = new PromiseCtor((resolve) => {
-      realSetTimeout(() => realSetTimeout(() => {
+      realSetTimeout(() => {
         const idle = activity === mark && pendingAsync === 0;
         const next = idle ? untilNextTimer() : -1;
         resolve(apply(promiseThen, callAsync(opIdle, id, idle, called, answered, next), [noop, noop]));
-      }, 0), 0);
+      }, 0);
     });
   }
 

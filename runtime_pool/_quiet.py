@@ -11,7 +11,7 @@ it has written no frame after those N, wakes it (SIGCONT) before every frame it
 writes, and at T. With no run in flight the worker says so once its runtime is
 checked (``wake`` is null); the pool parks it after its own short delay.
 
-The JS is idle when, across two event-loop turns, nothing happened in it, and
+The JS is idle when, across a timer turn, nothing happened in it, and
 every host op it called has started here and every reply it was sent (host-call
 replies and ticks) has been taken in there. Counts are per runtime (its epoch).
 The worker itself must not enter a guarded jsrun call after its report unless
@@ -30,7 +30,7 @@ from typing import Any
 
 __all__ = ("Quiet",)
 
-_QUIET = 0.002  # no frame or op this long: ask the JS whether it is idle
+_QUIET = 0.001  # no frame or op this long: ask the JS whether it is idle
 _QUIET_MAX = 0.05  # probes that find work back off up to this
 _MIN_PARK = 0.004  # a wake-up due sooner than this is not worth a park
 _AFTER_WAKE = 0.001  # probe again this long after the wake-up the pool was asked for

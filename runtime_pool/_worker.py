@@ -74,6 +74,7 @@ class Worker:
     def _ops(self) -> dict[str, Callable[..., Awaitable[Any]]]:
         """The host ops of a new runtime, each bound to that runtime's epoch."""
         epoch = self._quiet.new_runtime()
+        self._checks = 0  # a check in flight on the old runtime is lost (the pool asks again)
         ops: dict[str, Callable[..., Awaitable[Any]]] = {
             "next": self._op_next,
             "call": self._op_call,
@@ -225,7 +226,8 @@ class Worker:
 
     async def _op_checked(self, epoch: int, token: int, outcome: str) -> None:
         self._quiet.started(epoch)
-        self._checks -= 1
+        if epoch == self._quiet.epoch:
+            self._checks -= 1
         self._send({"op": "result", "id": token, "kind": "checked", "syntax": json.loads(outcome)})
         self._when_idle()
 

@@ -311,13 +311,29 @@ class Worker:
     def _give_up(self, token: int, reason: str) -> None:
         """Abandon a run in place; if the JS cannot take that, a script holds the thread."""
         run = self._runs.get(token)
-        if run is None or run.ending is not None:
+        if run is None:
+            self._drop_waiting(token, reason)
+            return
+        if run.ending is not None:
             return
         run.ending = reason
         run.given_up = time.perf_counter()
         self._push(["abandon", token])
         self._quiet.pushed()
         asyncio.get_running_loop().call_later(_PROBE_EVERY, self._probe, token)
+
+    def _drop_waiting(self, token: int, reason: str) -> None:
+        """A run still waiting for the runtime (a recycle) never starts: answer at once.
+
+        Ignoring it left the pool waiting for an answer to its cancel, and the worker
+        was killed as unresponsive with every run in it.
+        """
+        for index, (header, _) in enumerate(self._backlog):
+            if header["id"] == token and header["op"] == "run":
+                del self._backlog[index]
+                header = {"op": "result", "id": token, "kind": reason, "logs": [], "detail": ""}
+                self._send({**header, "duration": 0.0, "memory": self._peak})
+                return
 
     def _probe(self, token: int) -> None:
         """The run is still not reported: the JS is slow (wait), or held, or dead."""

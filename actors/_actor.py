@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
@@ -89,7 +90,10 @@ class StepActor:
             reports = await self._collect()
             message = await self._fire_or_skip(reports)
             for outbox in self._outboxes:
-                outbox.send_nowait(message)  # each inbox has room for every upstream's report
+                # Each inbox has room for every upstream's report; a closed one belongs
+                # to a step that was cancelled (a step ends only after all its reports).
+                with suppress(anyio.BrokenResourceError):
+                    outbox.send_nowait(message)
         finally:
             for outbox in self._outboxes:
                 outbox.close()

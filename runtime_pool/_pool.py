@@ -369,6 +369,10 @@ class RuntimePool:
                 process.kill()
                 return
             op = header["op"]
+            if op == "idle":
+                slot.on_idle(header["seen"], header["wake"])
+                continue
+            slot.heard()
             if op in ("call", "log", "result"):
                 await slot.deliver(header, payload)
             elif op == "ready":

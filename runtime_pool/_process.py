@@ -1,9 +1,10 @@
 """One sandbox worker process, seen from the pool: the only module that touches processes.
 
 It spawns ``python -m runtime_pool._sandbox``, moves frames over the worker's
-stdin/stdout, parks the worker with SIGSTOP while idle (an idle jsrun runtime
-spins a core) and wakes it with SIGCONT, keeps the tail of its stderr for crash
-reports, and stops it for good.
+stdin/stdout (counting the frames written, so a worker's idle report can be
+matched against them), parks the worker with SIGSTOP (a jsrun runtime spins a
+core even while it only waits) and wakes it with SIGCONT before every frame,
+keeps the tail of its stderr for crash reports, and stops it for good.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class WorkerProcess:
         self.stderr_tail: deque[str] = deque(maxlen=_STDERR_LINES)
         self.stderr_closed = anyio.Event()
         self.parked = False
+        self.written = 0  # frames written (or being written) to the worker
 
     @classmethod
     async def spawn(cls, config: Mapping[str, Any], *, max_frame: int) -> WorkerProcess:
@@ -82,6 +84,7 @@ class WorkerProcess:
         frame = _protocol.encode(header, payload)
         async with self._send_lock:
             self.unpark()
+            self.written += 1
             with anyio.CancelScope(shield=True):
                 await self._write(frame)
 
@@ -94,6 +97,7 @@ class WorkerProcess:
         async with self._send_lock:
             header, payload = build()
             self.unpark()
+            self.written += 1
             await self._write(_protocol.encode(header, payload))
 
     async def _write(self, frame: bytes) -> None:
@@ -134,7 +138,11 @@ class WorkerProcess:
         self.stderr_closed.set()
 
     def park(self) -> None:
-        """Stop the idle worker (SIGSTOP): it uses no CPU until :meth:`unpark`."""
+        """Stop the worker (SIGSTOP): it uses no CPU until :meth:`unpark`.
+
+        Only once the worker said it is idle (see ``_slot``): stopped in the middle
+        of its own work, a guarded jsrun call would outlast its guard and end it.
+        """
         if not self.parked and self._signal(signal.SIGSTOP):
             self.parked = True
 

@@ -30,7 +30,10 @@ async def test_fault_storm_ends_every_run_as_the_faults_dictate() -> None:
 
 
 async def test_worker_kill_storm_retries_affected_steps_and_the_pool_recovers() -> None:
-    report = await kill_storm(runs=30, every=0.2, attempts=2)
+    # Host calls of 0.1 s: a run takes at least 0.2 s (two levels of calls), so the first
+    # kill (0.1 s) lands while steps run, however fast the machine (parked workers made
+    # the 5 ms version finish before its first kill).
+    report = await kill_storm(runs=30, every=0.1, attempts=2, io_delay=0.1)
     assert report.problems() == []
     assert report.kills > 0 and report.fates["crash"] > 0
     assert report.live_after == report.size

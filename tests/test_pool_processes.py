@@ -355,3 +355,25 @@ async def test_a_run_waiting_for_a_worker_that_cannot_come_back_fails_in_bounded
         await killed(pid)
         with anyio.fail_after(5), pytest.raises(errors.SandboxCrashed, match="came back"):
             await pool.run("return 1")
+
+
+async def test_a_run_cancelled_while_its_worker_renews_its_runtime_is_answered() -> None:
+    # With a fresh runtime per run, a run sent right after another waits in the worker
+    # until the new runtime is ready. A cancel in that time was ignored: the run started
+    # later with nobody serving its host call, and 2 s after the cancel the worker was
+    # killed as unresponsive, with every run in it.
+    async def slow() -> None:
+        await anyio.sleep(30)
+
+    async with RuntimePool(size=1, isolation="fresh") as pool:
+        [pid] = pool.worker_pids()
+        for _ in range(5):
+            assert await pool.run("return 1") == 1
+            with anyio.CancelScope() as scope:
+                await pool.execute(
+                    "await slow(); return 2", api={"slow": slow}, on_start=scope.cancel
+                )
+            assert scope.cancelled_caught
+        assert await pool.run("return 3") == 3
+        assert pool.worker_pids() == (pid,)
+        assert pool.statistics().unresponsive == 0

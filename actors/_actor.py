@@ -30,6 +30,13 @@ from actors._events import (
 from actors._messages import Completed, Failed, Message, Skipped
 from actors._results import StepResult
 from actors._retry import Retry
+from actors._rules import (
+    CONDITION_FALSE,
+    DEFAULT_RUN_IF,
+    condition_js,
+    rule_blocks,
+    upstream_view,
+)
 from actors._runner import ExecutionLike, LogEntry, StepRunner
 from actors._workflow import Step
 from actors.errors import StepError
@@ -73,6 +80,7 @@ class StepActor:
         self._outboxes = outboxes
         self._upstream = upstream
         self._began: float | None = None  # when the first attempt's script started
+        self._ctx_extra: dict[str, Any] = {}  # ctx entries of this step alone (upstream)
 
     async def run(self) -> None:
         try:
@@ -96,15 +104,44 @@ class StepActor:
         return reports
 
     async def _fire_or_skip(self, reports: dict[str, Message]) -> Message:
-        blocked = [
-            f"{name!r} {_status_of(reports.get(name))}"
-            for name in self._upstream
-            if not isinstance(reports.get(name), Completed)
-        ]
-        if blocked:
-            return await self._skip("upstream " + ", ".join(blocked))
+        step = self._step
+        blocked = rule_blocks(step.run_if, self._upstream, reports)
+        if blocked is not None:
+            return await self._skip(blocked)
         deps = {name: r.result for name, r in reports.items() if isinstance(r, Completed)}
+        if step.run_if != DEFAULT_RUN_IF:
+            self._ctx_extra = {"upstream": upstream_view(self._upstream, reports)}
+        if step.when is not None:
+            verdict = await self._condition(deps)
+            if isinstance(verdict, Failed):
+                return verdict
+            if not verdict:
+                return await self._skip(CONDITION_FALSE)
         return await self._execute(deps)
+
+    async def _condition(self, deps: dict[str, Any]) -> bool | Failed:
+        """Evaluate ``when`` in the sandbox; an error in it fails the step (no retry)."""
+        scope, step = self._scope, self._step
+        assert step.when is not None
+        scope.running[step.name] = (1, None)
+        outcome = await run_attempt(
+            scope.runner,
+            step=step.name,
+            attempt=1,
+            js=condition_js(step.when),
+            globals=self._globals(deps, 1),
+            api={},
+            step_timeout=step.timeout or scope.timeout,
+            announce=_no_announcement,
+        )
+        if not isinstance(outcome, AttemptFailed):
+            del scope.running[step.name]
+            return outcome.value is True
+        cause = outcome.error
+        error = StepError(
+            step.name, cause.name, f"when: {cause.message}", attempt=1, retryable=False, cause=cause
+        )
+        return await self._fail(error, 1, (), ())
 
     async def _skip(self, reason: str) -> Skipped:
         scope, name = self._scope, self._step.name
@@ -167,7 +204,12 @@ class StepActor:
     def _globals(self, deps: dict[str, Any], attempt: int) -> dict[str, Any]:
         scope = self._scope
         run = {"id": scope.run_id, "workflow": scope.workflow, "step": self._step.name}
-        ctx = {"event": scope.event, **scope.context, "run": {**run, "attempt": attempt}}
+        ctx = {
+            "event": scope.event,
+            **scope.context,
+            "run": {**run, "attempt": attempt},
+            **self._ctx_extra,
+        }
         return {"deps": deps, "ctx": ctx}
 
     async def _announce(
@@ -248,11 +290,5 @@ class StepActor:
         }
 
 
-def _status_of(report: Message | None) -> str:
-    if isinstance(report, Failed):
-        return "failed"
-    if isinstance(report, Skipped):
-        return "was skipped"
-    if report is None:
-        return "ended without a result"
-    return "completed"
+async def _no_announcement(timestamp: float, began: float) -> None:
+    """A ``when`` evaluation is not an attempt: no ``step.started`` for it."""

@@ -12,6 +12,7 @@ from typing import Any, overload
 
 from actors._graph import Plan, check_graph, plan
 from actors._retry import Retry
+from actors._rules import RUN_IF, RunIf, check_expression
 from actors.errors import (
     DefinitionError,
     DuplicateStep,
@@ -27,6 +28,9 @@ class Step:
     """One step: its name, its JS (the body of an async function), and its options.
 
     ``timeout`` and ``retry`` left as ``None`` take the engine's defaults.
+    ``when``: a JS expression; false skips the step ("condition false").
+    ``run_if``: the trigger rule (``"all_completed"``, ``"all_done"``,
+    ``"any_failed"``, ``"any_completed"``).
     """
 
     name: str
@@ -34,6 +38,8 @@ class Step:
     after: tuple[str, ...] = ()
     timeout: float | None = None
     retry: Retry | None = None
+    when: str | None = None
+    run_if: RunIf = "all_completed"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -51,6 +57,12 @@ class Step:
             raise InvalidOption("timeout", reason, step=self.name, value=self.timeout)
         if self.retry is not None and not isinstance(self.retry, Retry):
             raise InvalidOption("retry", "must be a Retry", step=self.name, value=self.retry)
+        if self.when is not None and not check_expression(self.when):
+            reason = "must be a non-empty JS expression"
+            raise InvalidOption("when", reason, step=self.name, value=self.when)
+        if self.run_if not in RUN_IF:
+            reason = f"must be one of {', '.join(RUN_IF)}"
+            raise InvalidOption("run_if", reason, step=self.name, value=self.run_if)
 
 
 def _positive_number(value: object) -> bool:
@@ -58,6 +70,8 @@ def _positive_number(value: object) -> bool:
         return False
     return value > 0 and math.isfinite(value)
 
+
+_OPTIONS = frozenset({"when", "run_if"})
 
 StepRef = Step | str | Callable[..., Any]
 """How ``after=`` names an upstream step: a :class:`Step`, its name, or a function."""
@@ -124,14 +138,22 @@ class Workflow:
         after: Iterable[StepRef] | StepRef = (),
         timeout: float | None = None,
         retry: Retry | None = None,
+        **options: Any,
     ) -> Step:
-        """Add a step whose body is ``js``; it runs once every step in ``after`` completed."""
+        """Add a step whose body is ``js``; it runs once every step in ``after`` completed
+        (or as its ``run_if`` rule says). ``options``: the other :class:`Step` fields
+        (``when``, ``run_if``...)."""
         if self._plan is not None:
             raise WorkflowFrozen(self._name)
         if isinstance(name, str) and name in self._steps:
             raise DuplicateStep(name, workflow=self._name)
+        unknown = sorted(set(options) - _OPTIONS)
+        if unknown:
+            reason = "unknown step option"
+            raise InvalidOption(unknown[0], reason, step=str(name), workflow=self._name)
         try:
-            step = Step(name, js, _after_names(after, step=str(name)), timeout, retry)
+            after_names = _after_names(after, step=str(name))
+            step = Step(name, js, after_names, timeout, retry, **options)
         except InvalidOption as exc:
             raise self._with_workflow(exc) from None
         self._steps[name] = step
@@ -149,6 +171,7 @@ class Workflow:
         after: Iterable[StepRef] | StepRef = (),
         timeout: float | None = None,
         retry: Retry | None = None,
+        **options: Any,
     ) -> Callable[[Callable[..., Any]], Step]: ...
 
     def step(
@@ -160,6 +183,7 @@ class Workflow:
         after: Iterable[StepRef] | StepRef = (),
         timeout: float | None = None,
         retry: Retry | None = None,
+        **options: Any,
     ) -> Step | Callable[[Callable[..., Any]], Step]:
         """Decorator: the function's docstring is the step's JS, its name the step's name.
 
@@ -171,7 +195,14 @@ class Workflow:
             step_name = name if name is not None else func.__name__
             doc = func.__doc__
             js = inspect.cleandoc(doc) if isinstance(doc, str) else doc
-            return self.add_step(step_name, js=js, after=after, timeout=timeout, retry=retry)  # type: ignore[arg-type]
+            return self.add_step(
+                step_name,
+                js=js,  # type: ignore[arg-type]
+                after=after,
+                timeout=timeout,
+                retry=retry,
+                **options,
+            )
 
         return decorate(fn) if fn is not None else decorate
 

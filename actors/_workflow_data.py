@@ -4,7 +4,8 @@ Shape::
 
     {"name": str,
      "steps": {step: {"js": str, "after": [step, ...], "timeout": seconds,
-                      "retry": {"attempts", "delay", "backoff", "max_delay", "jitter"}}}}
+                      "retry": {"attempts", "delay", "backoff", "max_delay", "jitter"},
+                      "when": JS expression, "run_if": rule}}}
 
 Only ``js`` is required per step. Errors carry the offending key as a dotted path
 (``steps.combine.timeout``); file errors add the file name.
@@ -26,6 +27,8 @@ from actors.errors import DefinitionError, InvalidOption, WorkflowFileError
 __all__ = ("workflow_from_dict", "workflow_from_file", "workflow_to_dict")
 
 _STEP_KEYS = frozenset({"js", "after", "timeout", "retry"})
+# Step options given as they are (validated by Step itself), left out when at their default.
+_PLAIN_OPTIONS = {"when": None, "run_if": "all_completed"}
 _TOP_KEYS = frozenset({"name", "steps"})
 
 
@@ -39,6 +42,10 @@ def workflow_to_dict(workflow: Workflow) -> dict[str, Any]:
             entry["timeout"] = step.timeout
         if step.retry is not None:
             entry["retry"] = step.retry.to_dict()
+        for option, default in _PLAIN_OPTIONS.items():
+            value = getattr(step, option)
+            if value != default:
+                entry[option] = list(value) if isinstance(value, tuple) else value
         steps[name] = entry
     return {"name": workflow.name, "steps": steps}
 
@@ -140,7 +147,7 @@ def _add(workflow: Workflow, name: str, spec: object) -> None:
     if not isinstance(spec, Mapping):
         raise _BadKey(where, "must be an object/table with at least 'js'")
     for key in spec:
-        if key not in _STEP_KEYS:
+        if key not in _STEP_KEYS and key not in _PLAIN_OPTIONS:
             raise _BadKey(f"{where}.{key}", "unknown step option")
     if "js" not in spec:
         raise _BadKey(f"{where}.js", "is required")
@@ -148,9 +155,10 @@ def _add(workflow: Workflow, name: str, spec: object) -> None:
     if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
         raise _BadKey(f"{where}.after", f"must be a list of step names, got {after!r}")
     retry = _retry(spec.get("retry"), where=f"{where}.retry")
+    options = {key: spec[key] for key in _PLAIN_OPTIONS if key in spec}
     try:
         timeout = spec.get("timeout")
-        workflow.add_step(name, js=spec["js"], after=after, timeout=timeout, retry=retry)
+        workflow.add_step(name, js=spec["js"], after=after, timeout=timeout, retry=retry, **options)
     except InvalidOption as exc:
         raise _BadKey(f"{where}.{exc.option}", f"{exc.reason}, got {exc.value!r}") from None
 

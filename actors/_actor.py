@@ -57,6 +57,7 @@ class RunScope:
     emit: Callable[[LifecycleEvent], Awaitable[None]]
     timeout: float
     retry: Retry
+    lib: str | None = None  # the shared script (Workflow.lib_script)
     results: dict[str, StepResult] = field(default_factory=dict)
     # attempt, and when the step's first script started (None: still waiting to start)
     running: dict[str, tuple[int, float | None]] = field(default_factory=dict)
@@ -131,6 +132,7 @@ class StepActor:
             js=condition_js(step.when),
             globals=self._globals(deps, 1),
             api={},
+            lib=scope.lib,
             step_timeout=step.timeout or scope.timeout,
             announce=_no_announcement,
         )
@@ -188,6 +190,7 @@ class StepActor:
             api=scope.api,
             step_timeout=step.timeout or scope.timeout,
             announce=partial(self._announce, attempt, announced),
+            lib=scope.lib,
         )
         if not can_stream_logs(scope.runner):
             return await call()

@@ -54,16 +54,20 @@ async def run_attempt(
     step_timeout: float,
     announce: Callable[[float, float], Awaitable[None]],
     on_log: Callable[[Any], None] | None = None,
+    lib: str | None = None,
 ) -> ExecutionLike | AttemptFailed:
     """Run the step's JS once; a failure is returned, never raised (cancellation is).
 
     ``announce(timestamp, monotonic)`` is awaited (beside the script) once the script
     has started on a worker; it has returned before this function does. Waiting for
     capacity is not part of ``step_timeout``: the backstop counts from the start.
-    ``on_log`` is passed to a runner that streams console lines (see ``_console``).
+    ``on_log`` is passed to a runner that streams console lines (see ``_console``);
+    ``lib`` (the workflow's shared script) only when there is one.
     """
     start = _Start(step_timeout)
     options: dict[str, Any] = {} if on_log is None else {"on_log": on_log}
+    if lib is not None:
+        options["lib"] = lib
     if _takes_on_start(type(runner)):
         options["on_start"] = start.started
     else:

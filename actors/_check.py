@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
+from actors._rules import condition_js
 from actors._stack import source_line
 from actors._workflow import Workflow
 from actors.errors import StepSyntaxError
@@ -21,6 +23,8 @@ __all__ = ("STEP_GLOBALS", "CheckedScripts", "check_now", "check_workflow")
 # The globals every step runs with (see StepActor._globals); with the api names they
 # are the parameters of the compiled script, so a step may not redeclare them.
 STEP_GLOBALS = ("deps", "ctx")
+# Step options that hold a JS expression (compiled as ``return !!(expression)``).
+EXPRESSIONS = ("when",)
 
 
 async def check_workflow(runner: Any, workflow: Workflow, api: Iterable[str] = ()) -> None:
@@ -46,28 +50,65 @@ class CheckedScripts:
         self._good: set[tuple[str, tuple[str, ...]]] = set()
 
     async def check(self, runner: Any, workflow: Workflow, api: Iterable[str] = ()) -> None:
-        """Raise :class:`StepSyntaxError` for the first step (in order) that does not compile."""
+        """Raise :class:`StepSyntaxError` for the first script (in order) that does not
+        compile: the workflow's ``lib``, then each step's JS and JS expressions."""
         check = getattr(runner, "check", None)
         if check is None:
             return
         from runtime_pool.errors import ScriptSyntaxError
 
-        names = (*STEP_GLOBALS, *api)
-        for step in workflow.steps.values():
-            key = (step.js, names)
+        for script in scripts_of(workflow, api):
+            key = (script.code, script.names)
             if key in self._good:
                 continue
             try:
-                await check(step.js, names=names)
+                await check(script.code, names=script.names)
             except ScriptSyntaxError as exc:
-                raise StepSyntaxError(
-                    step.name,
-                    exc.message,
-                    line=exc.line,
-                    column=exc.column,
-                    source_line=source_line(step.js, exc.line),
-                    workflow=workflow.name,
-                ) from None
+                raise script.syntax_error(exc, workflow.name) from None
             if len(self._good) >= 4096:
                 self._good.clear()
             self._good.add(key)
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """One piece of a workflow's JS as the sandbox compiles it.
+
+    ``label`` names it in errors (a step, ``step.when``, ``lib``); ``source`` is the
+    user's text, found at line ``offset + 1`` of ``code``.
+    """
+
+    label: str
+    source: str
+    code: str
+    names: tuple[str, ...]
+    offset: int = 0
+
+    def syntax_error(self, exc: Any, workflow: str) -> StepSyntaxError:
+        line = None if exc.line is None else max(1, exc.line - self.offset)
+        return StepSyntaxError(
+            self.label,
+            exc.message,
+            line=line,
+            column=exc.column,
+            source_line=source_line(self.source, line),
+            workflow=workflow,
+        )
+
+
+def scripts_of(workflow: Workflow, api: Iterable[str] = ()) -> list[Script]:
+    """Every script of ``workflow`` the sandbox will compile, with the names it gets."""
+    found: list[Script] = []
+    shared = () if workflow.lib is None else ("lib",)
+    names = (*STEP_GLOBALS, *shared, *api)
+    if workflow.lib is not None and workflow.lib_script is not None:
+        found.append(Script("lib", workflow.lib, workflow.lib_script, ()))
+    for step in workflow.steps.values():
+        for option in EXPRESSIONS:
+            expression = getattr(step, option)
+            if expression is not None:
+                code = condition_js(expression)
+                where = f"{step.name}.{option}"
+                found.append(Script(where, expression, code, (*STEP_GLOBALS, *shared), 1))
+        found.append(Script(step.name, step.js, step.js, names))
+    return found

@@ -66,6 +66,7 @@ class Run:
             emit=env.bus.publish_event,
             timeout=env.timeout,
             retry=env.retry,
+            lib=workflow.lib_script,
         )
         self._cancel_scope = anyio.CancelScope()
         self._cancel_reason = "run cancelled"

@@ -99,16 +99,22 @@ def _after_names(after: Iterable[StepRef] | StepRef, *, step: str) -> tuple[str,
 class Workflow:
     """A DAG of JS steps. Add steps, then run it; it is frozen (immutable) once run.
 
+    ``lib``: shared JS; its top-level declarations (functions, classes, constants)
+    become the frozen object ``lib`` every step sees.
+
     >>> wf = Workflow("orders")
     >>> @wf.step()
     ... def fetch_a():
     ...     '''return await fetch_data('a');'''
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, lib: str | None = None) -> None:
         if not isinstance(name, str) or not name:
             raise InvalidOption("name", "a workflow needs a non-empty string name", value=name)
+        if lib is not None and not (isinstance(lib, str) and lib.strip()):
+            raise InvalidOption("lib", "must be a non-empty string of JS", value=lib, workflow=name)
         self._name = name
+        self._lib = lib
         self._steps: dict[str, Step] = {}
         self._plan: Plan | None = None
 
@@ -118,6 +124,20 @@ class Workflow:
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def lib(self) -> str | None:
+        """The shared JS whose top-level declarations every step sees as ``lib``."""
+        return self._lib
+
+    @property
+    def lib_script(self) -> str | None:
+        """What the sandbox runs once per runtime to make ``lib`` (``None``: no lib)."""
+        if self._lib is None:
+            return None
+        from actors._lib import lib_script
+
+        return lib_script(self._lib)
 
     @property
     def steps(self) -> Mapping[str, Step]:

@@ -2,7 +2,7 @@
 
 Shape::
 
-    {"name": str,
+    {"name": str, "lib": shared JS,
      "steps": {step: {"js": str, "after": [step, ...], "timeout": seconds,
                       "retry": {"attempts", "delay", "backoff", "max_delay", "jitter"},
                       "when": JS expression, "run_if": rule}}}
@@ -29,7 +29,7 @@ __all__ = ("workflow_from_dict", "workflow_from_file", "workflow_to_dict")
 _STEP_KEYS = frozenset({"js", "after", "timeout", "retry"})
 # Step options given as they are (validated by Step itself), left out when at their default.
 _PLAIN_OPTIONS = {"when": None, "run_if": "all_completed"}
-_TOP_KEYS = frozenset({"name", "steps"})
+_TOP_KEYS = frozenset({"name", "steps", "lib"})
 
 
 def workflow_to_dict(workflow: Workflow) -> dict[str, Any]:
@@ -47,7 +47,11 @@ def workflow_to_dict(workflow: Workflow) -> dict[str, Any]:
             if value != default:
                 entry[option] = list(value) if isinstance(value, tuple) else value
         steps[name] = entry
-    return {"name": workflow.name, "steps": steps}
+    data: dict[str, Any] = {"name": workflow.name}
+    if workflow.lib is not None:
+        data["lib"] = workflow.lib
+    data["steps"] = steps
+    return data
 
 
 class _BadKey(DefinitionError):
@@ -128,14 +132,17 @@ def _build(data: object) -> Workflow:
         raise _BadKey("(top level)", "must be an object/table with 'name' and 'steps'")
     for key in data:
         if key not in _TOP_KEYS:
-            raise _BadKey(str(key), "unknown key (expected 'name' and 'steps')")
+            raise _BadKey(str(key), "unknown key (expected 'name', 'steps' and 'lib')")
     name = data.get("name")
     if not isinstance(name, str) or not name:
         raise _BadKey("name", f"must be a non-empty string, got {name!r}")
     steps = data.get("steps")
     if not isinstance(steps, Mapping) or not steps:
         raise _BadKey("steps", "must be a non-empty object/table of steps")
-    workflow = Workflow(name)
+    lib = data.get("lib")
+    if lib is not None and not (isinstance(lib, str) and lib.strip()):
+        raise _BadKey("lib", f"must be a non-empty string of JS, got {lib!r}")
+    workflow = Workflow(name, lib=lib)
     for step_name, spec in steps.items():
         _add(workflow, str(step_name), spec)
     workflow.validate()

@@ -36,6 +36,7 @@
   const MapCtor = Map;
   const SetCtor = Set;
   const AsyncFunction = (async function () {}).constructor;
+  const FunctionCtor = Function;
   const realSetTimeout = G.setTimeout;
   const realSetInterval = G.setInterval;
   const realClearTimeout = G.clearTimeout;
@@ -532,9 +533,36 @@
     return false;
   }
 
+  // ---- shared lib: run once per runtime and source, its result frozen throughout ----
+  const libs = new MapCtor();
+  function libObject(source) {
+    let value = mapGet(libs, source);
+    if (value === undefined) {
+      value = apply(new FunctionCtor('"use strict";\n' + source), undefined, []);
+      freezeAll(value);
+      if (libs.size >= 16) mapClear(libs);
+      mapSet(libs, source, value);
+    }
+    return value;
+  }
+  function freezeAll(root) {
+    const done = new SetCtor();
+    const todo = [root];
+    while (todo.length > 0) {
+      const v = todo.pop();
+      if ((typeof v !== "object" && typeof v !== "function") || v === null) continue;
+      if (setHas(done, v) || setHas(seen, v)) continue;  // seen: the intrinsics, frozen
+      setAdd(done, v);
+      freeze(v);
+      arrayPush(todo, getPrototypeOf(v));
+      const descs = getOwnPropertyDescriptors(v);
+      for (const k of ownKeys(descs)) arrayPush(todo, descs[k].value, descs[k].get, descs[k].set);
+    }
+  }
+
   // Runs one script to its outcome: [kind, payload] where kind is "ok" (payload:
   // the value as JSON), "error" ({name, message, stack} as JSON) or "too_large".
-  async function execute(r, code, globalNames, apiNames, inputJson) {
+  async function execute(r, code, globalNames, apiNames, inputJson, lib) {
     try {
       const inputs = parse(inputJson);
       plainCopy(inputs, "input");  // depth and size check
@@ -547,6 +575,10 @@
       for (let i = 0; i < apiNames.length; i++) {
         arrayPush(names, apiNames[i]);
         arrayPush(args, hostFunction(r, apiNames[i]));
+      }
+      if (typeof lib === "string") {
+        arrayPush(names, "lib");
+        arrayPush(args, libObject(lib));
       }
       const bindings = runBindings(r);
       for (let i = 0; i < RUN_BINDINGS.length; i++) {
@@ -574,10 +606,10 @@
     apply(promiseThen, callAsync(opTick), [() => report(r, "ok", outcome[1]), noop]);
   }
 
-  function start(token, code, globalNames, apiNames, inputJson, streamLogs) {
+  function start(token, code, globalNames, apiNames, inputJson, streamLogs, lib) {
     const r = newRun(token, streamLogs);
     mapSet(runs, token, r);
-    const outcome = inRun(r, execute, undefined, [r, code, globalNames, apiNames, inputJson]);
+    const outcome = inRun(r, execute, undefined, [r, code, globalNames, apiNames, inputJson, lib]);
     apply(promiseThen, outcome, [(o) => settle(r, o)]);
   }
 
@@ -640,7 +672,7 @@
   }
 
   // The dispatch loop: one long-lived call per runtime. Each host answer is a batch
-  // of commands: ["run", token, code, globalNames, apiNames, inputsJson, streamLogs],
+  // of commands: ["run", token, code, globalNames, apiNames, inputsJson, streamLogs, lib],
   // ["check", token, code, names] (compile only), ["abandon", token] (its deadline
   // passed or its caller left) or ["stop"].
   async function serve() {
@@ -648,7 +680,7 @@
       const batch = await callAsync(opNext);
       for (let i = 0; i < batch.length; i++) {
         const c = batch[i];
-        if (c[0] === "run") start(c[1], c[2], c[3], c[4], c[5], c[6]);
+        if (c[0] === "run") start(c[1], c[2], c[3], c[4], c[5], c[6], c[7]);
         else if (c[0] === "check") check(c[1], c[2], c[3]);
         else if (c[0] === "abandon") {
           const r = mapGet(runs, c[1]);

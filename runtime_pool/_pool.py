@@ -179,6 +179,7 @@ class RuntimePool:
         timeout: float | None = None,
         on_start: Callable[[], object] | None = None,
         on_log: Callable[[LogLine], object] | None = None,
+        lib: str | None = None,
     ) -> Execution:
         """Like :meth:`run`, but return the value with the console lines and the duration.
 
@@ -186,7 +187,9 @@ class RuntimePool:
         worker: the moment its ``timeout`` starts counting. Waiting for a free worker
         comes before it and is not part of the timeout. ``on_log`` is called
         (synchronously) with each console line as the script writes it; the lines are
-        also in the result, or in the error's ``.logs``.
+        also in the result, or in the error's ``.logs``. ``lib``: the body of a
+        function run once per runtime (cached by its text) whose result, deeply
+        frozen, the script sees as ``lib``.
         """
         if self._state != "open":
             raise errors.PoolClosed("the pool is not open")
@@ -194,7 +197,12 @@ class RuntimePool:
         if limit <= 0:
             raise ValueError("timeout must be positive")
         request = prepare_run(
-            code, globals or {}, api or {}, timeout=limit, max_value_bytes=self.max_value_bytes
+            code,
+            globals or {},
+            api or {},
+            timeout=limit,
+            max_value_bytes=self.max_value_bytes,
+            lib=lib,
         )
         self._runs += 1
         streamed = None if on_log is None else StreamedLines(on_log)

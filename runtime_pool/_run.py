@@ -70,6 +70,7 @@ class RunRequest:
     api: Mapping[str, Callable[..., Any]]
     inputs: bytes
     timeout: float
+    lib: str | None = None
 
 
 def prepare_run(
@@ -79,9 +80,14 @@ def prepare_run(
     *,
     timeout: float,
     max_value_bytes: int,
+    lib: str | None = None,
 ) -> RunRequest:
     """Check and encode a run's inputs; raise before any worker is involved."""
     check_code(code)
+    if lib is not None:
+        check_code(lib)
+        if "lib" in globals or "lib" in api:
+            raise ValueError("'lib' is given both as the shared script and as a global or api")
     for name in (*globals, *api):
         check_name(name)
     if both := set(globals) & set(api):
@@ -90,7 +96,7 @@ def prepare_run(
         if not callable(fn):
             raise TypeError(f"api[{name!r}] is not callable")
     inputs = encode_value(dict(globals), "globals", max_value_bytes)
-    return RunRequest(code, tuple(globals), dict(api), inputs, timeout)
+    return RunRequest(code, tuple(globals), dict(api), inputs, timeout, lib)
 
 
 def check_code(code: object) -> None:
@@ -157,6 +163,8 @@ async def drive_run(
         "timeout": request.timeout,
         "stream_logs": on_log is not None,
     }
+    if request.lib is not None:
+        header["lib"] = request.lib
     started = time.perf_counter()
     result: Frame | None = None
     try:

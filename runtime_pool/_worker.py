@@ -247,7 +247,8 @@ class Worker:
         self._runs[token] = _Run(token, time.perf_counter(), deadline)
         self._sandbox.runs += 1
         stream = bool(header.get("stream_logs"))
-        self._push(["run", token, header["code"], header["globals"], header["api"], inputs, stream])
+        command = ["run", token, header["code"], header["globals"], header["api"], inputs, stream]
+        self._push([*command, header.get("lib")])
         if self._sampler is None:
             self._sample()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
@@ -18,6 +19,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from actors._attempt import AttemptFailed, run_attempt
+from actors._audit import audited_calls, can_audit, step_api
 from actors._console import can_stream_logs, streamed_console
 from actors._events import (
     LifecycleEvent,
@@ -58,6 +60,7 @@ class RunScope:
     timeout: float
     retry: Retry
     lib: str | None = None  # the shared script (Workflow.lib_script)
+    audit_arguments: bool = False  # host.called events carry the arguments
     results: dict[str, StepResult] = field(default_factory=dict)
     # attempt, and when the step's first script started (None: still waiting to start)
     running: dict[str, tuple[int, float | None]] = field(default_factory=dict)
@@ -187,22 +190,33 @@ class StepActor:
             attempt=attempt,
             js=step.js,
             globals=self._globals(deps, attempt),
-            api=scope.api,
+            api=step_api(step, scope.api),
             step_timeout=step.timeout or scope.timeout,
             announce=partial(self._announce, attempt, announced),
             lib=scope.lib,
         )
-        if not can_stream_logs(scope.runner):
-            return await call()
 
         async def emit_after_start(event: LifecycleEvent) -> None:
-            await announced.wait()  # console lines follow step.started
+            await announced.wait()  # console lines and host calls follow step.started
             await scope.emit(event)
 
         ids = {"run_id": scope.run_id, "workflow": scope.workflow, "step": step.name}
-        console = streamed_console(emit_after_start, attempt=attempt, keep=streamed, **ids)
-        async with console as on_log:
-            return await call(on_log=on_log)
+        options: dict[str, Any] = {}
+        async with AsyncExitStack() as stack:
+            if can_stream_logs(scope.runner):
+                console = streamed_console(emit_after_start, attempt=attempt, keep=streamed, **ids)
+                options["on_log"] = await stack.enter_async_context(console)
+            if can_audit(scope.runner):
+                audit = audited_calls(
+                    emit_after_start,
+                    run_id=scope.run_id,
+                    workflow=scope.workflow,
+                    step=step.name,
+                    attempt=attempt,
+                    arguments=scope.audit_arguments,
+                )
+                options["on_host_call"] = await stack.enter_async_context(audit)
+            return await call(**options)
 
     def _globals(self, deps: dict[str, Any], attempt: int) -> dict[str, Any]:
         scope = self._scope

@@ -55,6 +55,7 @@ async def run_attempt(
     announce: Callable[[float, float], Awaitable[None]],
     on_log: Callable[[Any], None] | None = None,
     lib: str | None = None,
+    on_host_call: Callable[[Any], None] | None = None,
 ) -> ExecutionLike | AttemptFailed:
     """Run the step's JS once; a failure is returned, never raised (cancellation is).
 
@@ -68,6 +69,8 @@ async def run_attempt(
     options: dict[str, Any] = {} if on_log is None else {"on_log": on_log}
     if lib is not None:
         options["lib"] = lib
+    if on_host_call is not None:
+        options["on_host_call"] = on_host_call
     if _takes_on_start(type(runner)):
         options["on_start"] = start.started
     else:

@@ -100,7 +100,7 @@ def scripts_of(workflow: Workflow, api: Iterable[str] = ()) -> list[Script]:
     """Every script of ``workflow`` the sandbox will compile, with the names it gets."""
     found: list[Script] = []
     shared = () if workflow.lib is None else ("lib",)
-    names = (*STEP_GLOBALS, *shared, *api)
+    every = tuple(api)
     if workflow.lib is not None and workflow.lib_script is not None:
         found.append(Script("lib", workflow.lib, workflow.lib_script, ()))
     for step in workflow.steps.values():
@@ -110,5 +110,6 @@ def scripts_of(workflow: Workflow, api: Iterable[str] = ()) -> list[Script]:
                 code = condition_js(expression)
                 where = f"{step.name}.{option}"
                 found.append(Script(where, expression, code, (*STEP_GLOBALS, *shared), 1))
+        names = (*STEP_GLOBALS, *shared, *(every if step.api is None else step.api))
         found.append(Script(step.name, step.js, step.js, names))
     return found

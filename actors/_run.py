@@ -45,6 +45,7 @@ class RunEnvironment:
     context: Mapping[str, Any]
     timeout: float
     retry: Retry
+    audit_arguments: bool = False
 
 
 class Run:
@@ -67,6 +68,7 @@ class Run:
             timeout=env.timeout,
             retry=env.retry,
             lib=workflow.lib_script,
+            audit_arguments=env.audit_arguments,
         )
         self._cancel_scope = anyio.CancelScope()
         self._cancel_reason = "run cancelled"

@@ -30,7 +30,8 @@ class Step:
     ``timeout`` and ``retry`` left as ``None`` take the engine's defaults.
     ``when``: a JS expression; false skips the step ("condition false").
     ``run_if``: the trigger rule (``"all_completed"``, ``"all_done"``,
-    ``"any_failed"``, ``"any_completed"``).
+    ``"any_failed"``, ``"any_completed"``). ``api``: the host functions the step
+    may call (``None``: all the engine has).
     """
 
     name: str
@@ -40,6 +41,7 @@ class Step:
     retry: Retry | None = None
     when: str | None = None
     run_if: RunIf = "all_completed"
+    api: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -60,6 +62,11 @@ class Step:
         if self.when is not None and not check_expression(self.when):
             reason = "must be a non-empty JS expression"
             raise InvalidOption("when", reason, step=self.name, value=self.when)
+        if self.api is not None and not (
+            isinstance(self.api, tuple) and all(isinstance(n, str) and n for n in self.api)
+        ):
+            reason = "must be a list of host function names"
+            raise InvalidOption("api", reason, step=self.name, value=self.api)
         if self.run_if not in RUN_IF:
             reason = f"must be one of {', '.join(RUN_IF)}"
             raise InvalidOption("run_if", reason, step=self.name, value=self.run_if)
@@ -71,7 +78,7 @@ def _positive_number(value: object) -> bool:
     return value > 0 and math.isfinite(value)
 
 
-_OPTIONS = frozenset({"when", "run_if"})
+_OPTIONS = frozenset({"when", "run_if", "api"})
 
 StepRef = Step | str | Callable[..., Any]
 """How ``after=`` names an upstream step: a :class:`Step`, its name, or a function."""
@@ -171,6 +178,8 @@ class Workflow:
         if unknown:
             reason = "unknown step option"
             raise InvalidOption(unknown[0], reason, step=str(name), workflow=self._name)
+        if isinstance(options.get("api"), list):
+            options["api"] = tuple(options["api"])
         try:
             after_names = _after_names(after, step=str(name))
             step = Step(name, js, after_names, timeout, retry, **options)

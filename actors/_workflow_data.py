@@ -5,7 +5,7 @@ Shape::
     {"name": str, "lib": shared JS,
      "steps": {step: {"js": str, "after": [step, ...], "timeout": seconds,
                       "retry": {"attempts", "delay", "backoff", "max_delay", "jitter"},
-                      "when": JS expression, "run_if": rule}}}
+                      "when": JS expression, "run_if": rule, "api": [name, ...]}}}
 
 Only ``js`` is required per step. Errors carry the offending key as a dotted path
 (``steps.combine.timeout``); file errors add the file name.
@@ -28,7 +28,7 @@ __all__ = ("workflow_from_dict", "workflow_from_file", "workflow_to_dict")
 
 _STEP_KEYS = frozenset({"js", "after", "timeout", "retry"})
 # Step options given as they are (validated by Step itself), left out when at their default.
-_PLAIN_OPTIONS = {"when": None, "run_if": "all_completed"}
+_PLAIN_OPTIONS = {"when": None, "run_if": "all_completed", "api": None}
 _TOP_KEYS = frozenset({"name", "steps", "lib"})
 
 

@@ -27,6 +27,7 @@ __all__ = (
     "StepSyntaxError",
     "StepTimedOut",
     "UnknownDependency",
+    "UnknownHostFunction",
     "WorkflowFileError",
     "WorkflowFrozen",
 )
@@ -63,6 +64,16 @@ class UnknownDependency(DefinitionError):
         super().__init__(f"step {step!r} depends on unknown step {dependency!r}", workflow=workflow)
         self.step = step
         self.dependency = dependency
+
+
+class UnknownHostFunction(DefinitionError):
+    """Step ``step`` lists ``function`` in its ``api``, but the engine has no such function."""
+
+    def __init__(self, step: str, function: str, *, workflow: str | None = None) -> None:
+        message = f"step {step!r}: api: the engine has no host function {function!r}"
+        super().__init__(message, workflow=workflow)
+        self.step = step
+        self.function = function
 
 
 class CycleDetected(DefinitionError):

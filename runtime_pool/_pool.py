@@ -18,7 +18,7 @@ from ._check import CheckLost, check_request, drive_check, syntax_error
 from ._console import StreamedLines
 from ._log import get_logger
 from ._process import WorkerProcess
-from ._results import Execution, LogLine, PoolStatistics
+from ._results import Execution, HostCall, LogLine, PoolStatistics
 from ._run import Evicted, Limits, WorkerGone, drive_run, prepare_run
 from ._slot import Checkout, Slot, Waiter
 
@@ -180,6 +180,7 @@ class RuntimePool:
         on_start: Callable[[], object] | None = None,
         on_log: Callable[[LogLine], object] | None = None,
         lib: str | None = None,
+        on_host_call: Callable[[HostCall], object] | None = None,
     ) -> Execution:
         """Like :meth:`run`, but return the value with the console lines and the duration.
 
@@ -189,7 +190,8 @@ class RuntimePool:
         (synchronously) with each console line as the script writes it; the lines are
         also in the result, or in the error's ``.logs``. ``lib``: the body of a
         function run once per runtime (cached by its text) whose result, deeply
-        frozen, the script sees as ``lib``.
+        frozen, the script sees as ``lib``. ``on_host_call`` is called (synchronously)
+        with a :class:`HostCall` as each host function call ends.
         """
         if self._state != "open":
             raise errors.PoolClosed("the pool is not open")
@@ -203,6 +205,7 @@ class RuntimePool:
             timeout=limit,
             max_value_bytes=self.max_value_bytes,
             lib=lib,
+            on_host_call=on_host_call,
         )
         self._runs += 1
         streamed = None if on_log is None else StreamedLines(on_log)

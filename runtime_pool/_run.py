@@ -18,7 +18,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from . import _protocol, errors
 from ._log import get_logger
-from ._results import Execution, LogLine
+from ._results import Execution, HostCall, LogLine
 from ._slot import ActiveRun, Frame, Slot
 from ._threads import HostThreads
 
@@ -71,6 +71,7 @@ class RunRequest:
     inputs: bytes
     timeout: float
     lib: str | None = None
+    on_host_call: Callable[[HostCall], object] | None = None
 
 
 def prepare_run(
@@ -81,6 +82,7 @@ def prepare_run(
     timeout: float,
     max_value_bytes: int,
     lib: str | None = None,
+    on_host_call: Callable[[HostCall], object] | None = None,
 ) -> RunRequest:
     """Check and encode a run's inputs; raise before any worker is involved."""
     check_code(code)
@@ -96,7 +98,7 @@ def prepare_run(
         if not callable(fn):
             raise TypeError(f"api[{name!r}] is not callable")
     inputs = encode_value(dict(globals), "globals", max_value_bytes)
-    return RunRequest(code, tuple(globals), dict(api), inputs, timeout, lib)
+    return RunRequest(code, tuple(globals), dict(api), inputs, timeout, lib, on_host_call)
 
 
 def check_code(code: object) -> None:
@@ -177,7 +179,7 @@ async def drive_run(
             if on_start is not None:
                 on_start()
             if request.api or on_log is not None:
-                result = await _serve_frames(slot, run, inbox, request.api, limits, on_log)
+                result = await _serve_frames(slot, run, inbox, request, limits, on_log)
             else:  # no host functions, so the only frame to come is the result
                 result = await _next_frame(inbox)
             if result is None and run.error is None and run.evicted is None and not slot.dead:
@@ -208,12 +210,12 @@ async def _serve_frames(
     slot: Slot,
     run: ActiveRun,
     inbox: MemoryObjectReceiveStream[Frame],
-    api: Mapping[str, Callable[..., Any]],
+    request: RunRequest,
     limits: Limits,
     on_log: Callable[[LogLine], object] | None,
 ) -> Frame | None:
     """Serve the run's host calls and pass on its log lines until its result arrives."""
-    calls = _HostCalls(slot, run.token, api, limits)
+    calls = _HostCalls(slot, run.token, request.api, limits, request.on_host_call)
     async with anyio.create_task_group() as tg:
         async for frame in inbox:
             op = frame[0]["op"]
@@ -304,9 +306,15 @@ class _HostCalls:
     """The host calls of one run: capped in number and argument bytes while in flight."""
 
     def __init__(
-        self, slot: Slot, token: int, api: Mapping[str, Callable[..., Any]], limits: Limits
+        self,
+        slot: Slot,
+        token: int,
+        api: Mapping[str, Callable[..., Any]],
+        limits: Limits,
+        on_call: Callable[[HostCall], object] | None = None,
     ) -> None:
         self._slot, self._token, self._api, self._limits = slot, token, api, limits
+        self._on_call = on_call
         self._in_flight = 0
         self._held = 0
 
@@ -329,12 +337,22 @@ class _HostCalls:
         its reply is written, so replies waiting to be sent are capped with the calls."""
         name = header["name"]
         try:
+            arguments = json.loads(payload)
+            began, failure = time.perf_counter(), None
             try:
-                value = await _call(self._api[name], json.loads(payload), self._limits.host_threads)
+                value = await _call(self._api[name], arguments, self._limits.host_threads)
                 kind = "ok"
             except Exception as exc:
                 kind, value = "error", _protocol.clip(str(exc) or f"{name}() failed")
+                failure = type(exc).__name__
                 logger.info("host_call_failed", function=name, error=_protocol.clip(repr(exc)))
+            except BaseException as exc:  # cancelled: the call happened all the same
+                failure = type(exc).__name__
+                raise
+            finally:
+                if self._on_call is not None:
+                    took = time.perf_counter() - began
+                    self._on_call(HostCall(name, arguments, took, failure))
             await self._reply(header, kind, value)
         finally:
             self._in_flight -= 1

@@ -29,6 +29,7 @@ from actors._events import (
     StepSkipped,
     StepStarted,
 )
+from actors._fanout import FanOut
 from actors._messages import Completed, Failed, Message, Skipped
 from actors._results import StepResult
 from actors._retry import Retry
@@ -116,23 +117,25 @@ class StepActor:
         if step.run_if != DEFAULT_RUN_IF:
             self._ctx_extra = {"upstream": upstream_view(self._upstream, reports)}
         if step.when is not None:
-            verdict = await self._condition(deps)
+            verdict = await self._expression("when", condition_js(step.when), deps)
             if isinstance(verdict, Failed):
                 return verdict
-            if not verdict:
+            if verdict is not True:
                 return await self._skip(CONDITION_FALSE)
+        if step.for_each is not None:
+            return await FanOut(self, deps).run()
         return await self._execute(deps)
 
-    async def _condition(self, deps: dict[str, Any]) -> bool | Failed:
-        """Evaluate ``when`` in the sandbox; an error in it fails the step (no retry)."""
+    async def _expression(self, option: str, js: str, deps: dict[str, Any]) -> Any:
+        """Evaluate a JS expression option in the sandbox: its value, or the step's
+        :class:`Failed` report when it threw (recorded; not retried)."""
         scope, step = self._scope, self._step
-        assert step.when is not None
         scope.running[step.name] = (1, None)
         outcome = await run_attempt(
             scope.runner,
             step=step.name,
             attempt=1,
-            js=condition_js(step.when),
+            js=js,
             globals=self._globals(deps, 1),
             api={},
             lib=scope.lib,
@@ -141,11 +144,15 @@ class StepActor:
         )
         if not isinstance(outcome, AttemptFailed):
             del scope.running[step.name]
-            return outcome.value is True
-        cause = outcome.error
-        error = StepError(
-            step.name, cause.name, f"when: {cause.message}", attempt=1, retryable=False, cause=cause
-        )
+            return outcome.value
+        return await self._expression_failed(option, outcome.error.name, outcome.error)
+
+    async def _expression_failed(
+        self, option: str, name: str, cause: StepError | None, message: str | None = None
+    ) -> Failed:
+        text = f"{option}: {message if message is not None else cause and cause.message}"
+        error = StepError(self._step.name, name, text, attempt=1, retryable=False, cause=cause)
+        self._scope.running.setdefault(self._step.name, (1, None))
         return await self._fail(error, 1, (), ())
 
     async def _skip(self, reason: str) -> Skipped:
@@ -179,9 +186,15 @@ class StepActor:
             await self._wait_to_retry(error, attempt, retry.delay_after(attempt), outcome.logs)
 
     async def _attempt(
-        self, deps: dict[str, Any], attempt: int, streamed: list[LogEntry]
+        self,
+        deps: dict[str, Any],
+        attempt: int,
+        streamed: list[LogEntry],
+        element: tuple[Any, int] | None = None,
     ) -> ExecutionLike | AttemptFailed:
+        """One attempt of the step, or of its element ``(item, index)`` (``for_each``)."""
         scope, step = self._scope, self._step
+        index = None if element is None else element[1]
         announced = anyio.Event()
         call = partial(
             run_attempt,
@@ -189,10 +202,10 @@ class StepActor:
             step=step.name,
             attempt=attempt,
             js=step.js,
-            globals=self._globals(deps, attempt),
+            globals=self._globals(deps, attempt, element),
             api=step_api(step, scope.api),
             step_timeout=step.timeout or scope.timeout,
-            announce=partial(self._announce, attempt, announced),
+            announce=partial(self._announce, attempt, announced, index),
             lib=scope.lib,
         )
 
@@ -204,7 +217,9 @@ class StepActor:
         options: dict[str, Any] = {}
         async with AsyncExitStack() as stack:
             if can_stream_logs(scope.runner):
-                console = streamed_console(emit_after_start, attempt=attempt, keep=streamed, **ids)
+                console = streamed_console(
+                    emit_after_start, attempt=attempt, keep=streamed, index=index, **ids
+                )
                 options["on_log"] = await stack.enter_async_context(console)
             if can_audit(scope.runner):
                 audit = audited_calls(
@@ -214,11 +229,14 @@ class StepActor:
                     step=step.name,
                     attempt=attempt,
                     arguments=scope.audit_arguments,
+                    index=index,
                 )
                 options["on_host_call"] = await stack.enter_async_context(audit)
             return await call(**options)
 
-    def _globals(self, deps: dict[str, Any], attempt: int) -> dict[str, Any]:
+    def _globals(
+        self, deps: dict[str, Any], attempt: int, element: tuple[Any, int] | None = None
+    ) -> dict[str, Any]:
         scope = self._scope
         run = {"id": scope.run_id, "workflow": scope.workflow, "step": self._step.name}
         ctx = {
@@ -227,16 +245,26 @@ class StepActor:
             "run": {**run, "attempt": attempt},
             **self._ctx_extra,
         }
+        if element is not None:
+            return {"deps": deps, "ctx": ctx, "item": element[0], "index": element[1]}
         return {"deps": deps, "ctx": ctx}
 
     async def _announce(
-        self, attempt: int, announced: anyio.Event, timestamp: float, began: float
+        self,
+        attempt: int,
+        announced: anyio.Event,
+        index: int | None,
+        timestamp: float,
+        began: float,
     ) -> None:
         """The attempt's script started on a worker at ``timestamp``: say so."""
         scope, name = self._scope, self._step.name
         if self._began is None:
             self._began = began
-        scope.running[name] = (attempt, self._began)
+        if index is None:
+            scope.running[name] = (attempt, self._began)
+        else:  # an element: the step counts every element's attempts
+            scope.running[name] = (scope.running.get(name, (1, None))[0], self._began)
         try:
             await scope.emit(
                 StepStarted(
@@ -245,13 +273,19 @@ class StepActor:
                     step=name,
                     attempt=attempt,
                     timestamp=timestamp,
+                    index=index,
                 )
             )
         finally:
             announced.set()
 
     async def _wait_to_retry(
-        self, error: StepError, attempt: int, delay: float, logs: tuple[LogEntry, ...]
+        self,
+        error: StepError,
+        attempt: int,
+        delay: float,
+        logs: tuple[LogEntry, ...],
+        index: int | None = None,
     ) -> None:
         scope = self._scope
         event = StepRetrying(
@@ -262,6 +296,7 @@ class StepActor:
             error=error,
             delay=delay,
             logs=logs,
+            index=index,
         )
         await scope.emit(event)
         await anyio.sleep(delay)
@@ -271,9 +306,9 @@ class StepActor:
         await self._scope.emit(StepCompleted(result=value, **fields))
         return Completed(self._step.name, value)
 
-    async def _fail(self, error: StepError, *done: Any) -> Failed:
+    async def _fail(self, error: StepError, *done: Any, index: int | None = None) -> Failed:
         fields = self._record("failed", *done, error=error)
-        await self._scope.emit(StepFailed(error=error, **fields))
+        await self._scope.emit(StepFailed(error=error, index=index, **fields))
         return Failed(self._step.name, error)
 
     def _record(

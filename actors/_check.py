@@ -24,7 +24,9 @@ __all__ = ("STEP_GLOBALS", "CheckedScripts", "check_now", "check_workflow")
 # are the parameters of the compiled script, so a step may not redeclare them.
 STEP_GLOBALS = ("deps", "ctx")
 # Step options that hold a JS expression (compiled as ``return !!(expression)``).
-EXPRESSIONS = ("when",)
+EXPRESSIONS = ("when", "for_each")
+# What a for_each step's JS sees besides the step globals.
+ELEMENT_GLOBALS = ("item", "index")
 
 
 async def check_workflow(runner: Any, workflow: Workflow, api: Iterable[str] = ()) -> None:
@@ -110,6 +112,8 @@ def scripts_of(workflow: Workflow, api: Iterable[str] = ()) -> list[Script]:
                 code = condition_js(expression)
                 where = f"{step.name}.{option}"
                 found.append(Script(where, expression, code, (*STEP_GLOBALS, *shared), 1))
-        names = (*STEP_GLOBALS, *shared, *(every if step.api is None else step.api))
+        element = ELEMENT_GLOBALS if step.for_each is not None else ()
+        host = every if step.api is None else step.api
+        names = (*STEP_GLOBALS, *element, *shared, *host)
         found.append(Script(step.name, step.js, step.js, names))
     return found

@@ -56,6 +56,7 @@ async def streamed_console(
     step: str,
     attempt: int,
     keep: list[Any] | None = None,
+    index: int | None = None,
 ) -> AsyncIterator[OnLog]:
     """Yield the ``on_log`` callback; every line it takes is published before exit
     (when the step is cancelled, for at most ``FLUSH_TIMEOUT`` seconds more).
@@ -73,6 +74,7 @@ async def streamed_console(
             workflow=workflow,
             step=step,
             attempt=attempt,
+            index=index,
             level=str(getattr(line, "level", "log")),
             text=str(getattr(line, "text", line)),
             timestamp=float(getattr(line, "timestamp", None) or time.time()),

@@ -31,7 +31,9 @@ class Step:
     ``when``: a JS expression; false skips the step ("condition false").
     ``run_if``: the trigger rule (``"all_completed"``, ``"all_done"``,
     ``"any_failed"``, ``"any_completed"``). ``api``: the host functions the step
-    may call (``None``: all the engine has).
+    may call (``None``: all the engine has). ``for_each``: a JS expression giving
+    an array; the JS runs once per element (``item``, ``index``), at most
+    ``max_parallel`` at once, and the step's result is the array of results.
     """
 
     name: str
@@ -42,6 +44,8 @@ class Step:
     when: str | None = None
     run_if: RunIf = "all_completed"
     api: tuple[str, ...] | None = None
+    for_each: str | None = None
+    max_parallel: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -67,6 +71,19 @@ class Step:
         ):
             reason = "must be a list of host function names"
             raise InvalidOption("api", reason, step=self.name, value=self.api)
+        if self.for_each is not None and not check_expression(self.for_each):
+            reason = "must be a non-empty JS expression"
+            raise InvalidOption("for_each", reason, step=self.name, value=self.for_each)
+        if self.max_parallel is not None and (
+            isinstance(self.max_parallel, bool)
+            or not isinstance(self.max_parallel, int)
+            or self.max_parallel < 1
+        ):
+            reason = "must be a positive integer"
+            raise InvalidOption("max_parallel", reason, step=self.name, value=self.max_parallel)
+        if self.max_parallel is not None and self.for_each is None:
+            reason = "only applies to a step with for_each"
+            raise InvalidOption("max_parallel", reason, step=self.name, value=self.max_parallel)
         if self.run_if not in RUN_IF:
             reason = f"must be one of {', '.join(RUN_IF)}"
             raise InvalidOption("run_if", reason, step=self.name, value=self.run_if)
@@ -78,7 +95,7 @@ def _positive_number(value: object) -> bool:
     return value > 0 and math.isfinite(value)
 
 
-_OPTIONS = frozenset({"when", "run_if", "api"})
+_OPTIONS = frozenset({"when", "run_if", "api", "for_each", "max_parallel"})
 
 StepRef = Step | str | Callable[..., Any]
 """How ``after=`` names an upstream step: a :class:`Step`, its name, or a function."""

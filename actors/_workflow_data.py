@@ -5,7 +5,8 @@ Shape::
     {"name": str, "lib": shared JS,
      "steps": {step: {"js": str, "after": [step, ...], "timeout": seconds,
                       "retry": {"attempts", "delay", "backoff", "max_delay", "jitter"},
-                      "when": JS expression, "run_if": rule, "api": [name, ...]}}}
+                      "when": JS expression, "run_if": rule, "api": [name, ...],
+                      "for_each": JS expression, "max_parallel": int}}}
 
 Only ``js`` is required per step. Errors carry the offending key as a dotted path
 (``steps.combine.timeout``); file errors add the file name.
@@ -28,7 +29,13 @@ __all__ = ("workflow_from_dict", "workflow_from_file", "workflow_to_dict")
 
 _STEP_KEYS = frozenset({"js", "after", "timeout", "retry"})
 # Step options given as they are (validated by Step itself), left out when at their default.
-_PLAIN_OPTIONS = {"when": None, "run_if": "all_completed", "api": None}
+_PLAIN_OPTIONS = {
+    "when": None,
+    "run_if": "all_completed",
+    "api": None,
+    "for_each": None,
+    "max_parallel": None,
+}
 _TOP_KEYS = frozenset({"name", "steps", "lib"})
 
 

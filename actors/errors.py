@@ -19,6 +19,7 @@ __all__ = (
     "CycleDetected",
     "DefinitionError",
     "DuplicateStep",
+    "ElementFailed",
     "EngineNotRunning",
     "InvalidOption",
     "SandboxFailed",
@@ -247,6 +248,28 @@ class ScriptFailed(StepError):
             source_line=source_line,
         )
         self.stack = stack
+
+
+class ElementFailed(StepError):
+    """Element ``index`` of a ``for_each`` step failed for good, which fails the step.
+
+    ``name``, ``message`` and the position are the element's last error (``cause``,
+    itself a :class:`StepError`); ``attempt`` is that element's attempt.
+    """
+
+    def __init__(self, step: str, index: int, error: StepError) -> None:
+        super().__init__(
+            step,
+            error.name,
+            f"item {index}: {error.message}",
+            attempt=error.attempt,
+            retryable=False,
+            cause=error,
+            line=error.line,
+            column=error.column,
+            source_line=error.source_line,
+        )
+        self.index = index
 
 
 class StepTimedOut(StepError):

@@ -1,0 +1,124 @@
+"""Fan-out (``for_each``): a step's JS once per element of an array, results in order.
+
+The array comes from the step's ``for_each`` expression, evaluated in the sandbox
+with ``deps`` and ``ctx``. Each element runs with ``item`` and ``index`` in scope
+and its own attempts (the step's retry policy); ``max_parallel`` elements at most
+run at once, served by that many tasks taking the next index in turn. The first
+element to fail for good stops the others and fails the step, naming its index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from actors._attempt import AttemptFailed
+from actors._messages import Completed, Failed
+from actors._runner import LogEntry
+from actors.errors import ElementFailed, StepError
+
+if TYPE_CHECKING:
+    from actors._actor import StepActor
+
+__all__ = ("DEFAULT_MAX_PARALLEL", "MAX_KEPT_LINES", "FanOut", "value_js")
+
+DEFAULT_MAX_PARALLEL = 64
+MAX_KEPT_LINES = 1000  # console lines kept in the step's result, over all elements
+
+
+def value_js(expression: str) -> str:
+    """The script that evaluates a JS expression to its value."""
+    return f"return (\n{expression}\n);"
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    level: str
+    text: str
+
+
+class FanOut:
+    """One ``for_each`` step's run over its elements, on behalf of its actor."""
+
+    def __init__(self, actor: StepActor, deps: dict[str, Any]) -> None:
+        self._actor = actor
+        self._deps = deps
+        self._attempts = 0
+        self._logs: list[LogEntry] = []
+        self._dropped = 0
+        self._failure: ElementFailed | None = None
+
+    async def run(self) -> Completed | Failed:
+        actor = self._actor
+        step = actor._step
+        assert step.for_each is not None
+        items = await actor._expression("for_each", value_js(step.for_each), self._deps)
+        if isinstance(items, Failed):
+            return items
+        if not isinstance(items, list):
+            got = "null" if items is None else type(items).__name__
+            message = f"must give an array, got {got}"
+            return await actor._expression_failed("for_each", "TypeError", None, message)
+        scope = actor._scope
+        scope.running[step.name] = (0, None)
+        results: list[Any] = [None] * len(items)
+        indices = iter(range(len(items)))
+        async with anyio.create_task_group() as tg:
+            for _ in range(min(step.max_parallel or DEFAULT_MAX_PARALLEL, len(items))):
+                tg.start_soon(self._serve, indices, items, results, tg.cancel_scope)
+        done = (self._attempts, self._kept(), ())
+        if self._failure is not None:
+            return await actor._fail(self._failure, *done, index=self._failure.index)
+        return await actor._complete(results, *done)
+
+    async def _serve(
+        self,
+        indices: Iterator[int],
+        items: list[Any],
+        results: list[Any],
+        stop: anyio.CancelScope,
+    ) -> None:
+        for index in indices:
+            outcome = await self._element(items[index], index)
+            if isinstance(outcome, StepError):
+                if self._failure is None:
+                    self._failure = ElementFailed(self._actor._step.name, index, outcome)
+                stop.cancel()
+                return
+            results[index] = outcome
+
+    async def _element(self, item: Any, index: int) -> Any:
+        """The element's result, or its last error once its attempts are spent."""
+        actor = self._actor
+        scope, step = actor._scope, actor._step
+        retry = step.retry or scope.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            self._attempts += 1
+            scope.running[step.name] = (self._attempts, scope.running[step.name][1])
+            outcome = await actor._attempt(self._deps, attempt, [], (item, index))
+            self._keep(outcome.logs)
+            if not isinstance(outcome, AttemptFailed):
+                return outcome.value
+            error = outcome.error
+            if not (error.retryable and retry.should_retry(attempt)):
+                return error
+            delay = retry.delay_after(attempt)
+            await actor._wait_to_retry(error, attempt, delay, tuple(outcome.logs), index)
+
+    def _keep(self, lines: Any) -> None:
+        for line in lines:
+            if len(self._logs) < MAX_KEPT_LINES:
+                self._logs.append(line)
+            else:
+                self._dropped += 1
+
+    def _kept(self) -> tuple[LogEntry, ...]:
+        if not self._dropped:
+            return tuple(self._logs)
+        note = _Line("warn", f"[{self._dropped} console lines of the elements not kept]")
+        return (*self._logs, note)

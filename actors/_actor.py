@@ -191,10 +191,16 @@ class StepActor:
         attempt: int,
         streamed: list[LogEntry],
         element: tuple[Any, int] | None = None,
+        shared: Any = None,
     ) -> ExecutionLike | AttemptFailed:
-        """One attempt of the step, or of its element ``(item, index)`` (``for_each``)."""
+        """One attempt of the step, or of its element ``(item, index)`` (``for_each``).
+
+        ``shared``: the runner's shared globals (``deps`` and the ``ctx`` of every
+        element); the attempt then sends only its own ``ctx.run``, ``item``, ``index``.
+        """
         scope, step = self._scope, self._step
         index = None if element is None else element[1]
+        api = step_api(step, scope.api)
         announced = anyio.Event()
         call = partial(
             run_attempt,
@@ -202,11 +208,12 @@ class StepActor:
             step=step.name,
             attempt=attempt,
             js=step.js,
-            globals=self._globals(deps, attempt, element),
-            api=step_api(step, scope.api),
+            globals=self._globals(deps, attempt, element, shared=shared is not None),
+            api=api,
             step_timeout=step.timeout or scope.timeout,
             announce=partial(self._announce, attempt, announced, index),
             lib=scope.lib,
+            shared=shared,
         )
 
         async def emit_after_start(event: LifecycleEvent) -> None:
@@ -221,7 +228,7 @@ class StepActor:
                     emit_after_start, attempt=attempt, keep=streamed, index=index, **ids
                 )
                 options["on_log"] = await stack.enter_async_context(console)
-            if can_audit(scope.runner):
+            if api and can_audit(scope.runner):  # no host functions, no host calls
                 audit = audited_calls(
                     emit_after_start,
                     run_id=scope.run_id,
@@ -235,10 +242,18 @@ class StepActor:
             return await call(**options)
 
     def _globals(
-        self, deps: dict[str, Any], attempt: int, element: tuple[Any, int] | None = None
+        self,
+        deps: dict[str, Any],
+        attempt: int,
+        element: tuple[Any, int] | None = None,
+        *,
+        shared: bool = False,
     ) -> dict[str, Any]:
         scope = self._scope
         run = {"id": scope.run_id, "workflow": scope.workflow, "step": self._step.name}
+        if shared and element is not None:  # the rest of ctx, and deps, are shared
+            ctx_run = {"run": {**run, "attempt": attempt}}
+            return {"ctx": ctx_run, "item": element[0], "index": element[1]}
         ctx = {
             "event": scope.event,
             **scope.context,

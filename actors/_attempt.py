@@ -56,6 +56,7 @@ async def run_attempt(
     on_log: Callable[[Any], None] | None = None,
     lib: str | None = None,
     on_host_call: Callable[[Any], None] | None = None,
+    shared: Any = None,
 ) -> ExecutionLike | AttemptFailed:
     """Run the step's JS once; a failure is returned, never raised (cancellation is).
 
@@ -71,6 +72,8 @@ async def run_attempt(
         options["lib"] = lib
     if on_host_call is not None:
         options["on_host_call"] = on_host_call
+    if shared is not None:
+        options["shared"] = shared
     if _takes_on_start(type(runner)):
         options["on_start"] = start.started
     else:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from actors._attempt import AttemptFailed
+from actors._attempt import AttemptFailed, name_the_value, translate_error
 from actors._messages import Completed, Failed
 from actors._runner import LogEntry
 from actors.errors import ElementFailed, StepError
@@ -50,6 +50,7 @@ class FanOut:
         self._logs: list[LogEntry] = []
         self._dropped = 0
         self._failure: ElementFailed | None = None
+        self._shared: Any = None
 
     async def run(self) -> Completed | Failed:
         actor = self._actor
@@ -64,6 +65,11 @@ class FanOut:
             return await actor._expression_failed("for_each", "TypeError", None, message)
         scope = actor._scope
         scope.running[step.name] = (0, None)
+        try:
+            self._shared = self._share()
+        except Exception as exc:  # deps or ctx cannot cross to the sandbox
+            error = translate_error(exc, step=step.name, attempt=1)
+            return await actor._fail(name_the_value(error, self._deps_and_ctx()), 0, (), ())
         results: list[Any] = [None] * len(items)
         indices = iter(range(len(items)))
         async with anyio.create_task_group() as tg:
@@ -100,7 +106,7 @@ class FanOut:
             attempt += 1
             self._attempts += 1
             scope.running[step.name] = (self._attempts, scope.running[step.name][1])
-            outcome = await actor._attempt(self._deps, attempt, [], (item, index))
+            outcome = await actor._attempt(self._deps, attempt, [], (item, index), self._shared)
             self._keep(outcome.logs)
             if not isinstance(outcome, AttemptFailed):
                 return outcome.value
@@ -109,6 +115,19 @@ class FanOut:
                 return error
             delay = retry.delay_after(attempt)
             await actor._wait_to_retry(error, attempt, delay, tuple(outcome.logs), index)
+
+    def _share(self) -> Any:
+        """``deps`` and ``ctx`` (but its ``run``) encoded once for every element, when the
+        runner can (``RuntimePool.share``): an element then sends only its own inputs."""
+        share = getattr(self._actor._scope.runner, "share", None)
+        if share is None:
+            return None
+        return share(self._deps_and_ctx())
+
+    def _deps_and_ctx(self) -> dict[str, Any]:
+        common = self._actor._globals(self._deps, 1)
+        del common["ctx"]["run"]
+        return common
 
     def _keep(self, lines: Any) -> None:
         for line in lines:

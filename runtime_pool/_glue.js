@@ -560,9 +560,27 @@
     }
   }
 
+  // ---- shared globals: parsed once per runtime and key, frozen (see _shared.py) ----
+  const sharedValues = new MapCtor();
+  function sharedObject(key, json) {
+    let value = mapGet(sharedValues, key);
+    if (value === undefined) {
+      if (typeof json !== "string") throw new ErrorCtor("shared globals lost on their way to the worker");
+      value = parse(json);
+      plainCopy(value, "shared input");  // depth and size check
+      freezeAll(value);
+      if (sharedValues.size >= 8) mapClear(sharedValues);
+      mapSet(sharedValues, key, value);
+    }
+    return value;
+  }
+  function isPlainObject(v) {
+    return v !== null && typeof v === "object" && !isArray(v);
+  }
+
   // Runs one script to its outcome: [kind, payload] where kind is "ok" (payload:
   // the value as JSON), "error" ({name, message, stack} as JSON) or "too_large".
-  async function execute(r, code, globalNames, apiNames, inputJson, lib) {
+  async function execute(r, code, globalNames, apiNames, inputJson, lib, shared) {
     try {
       const inputs = parse(inputJson);
       plainCopy(inputs, "input");  // depth and size check
@@ -571,6 +589,20 @@
       for (let i = 0; i < globalNames.length; i++) {
         arrayPush(names, globalNames[i]);
         arrayPush(args, inputs[globalNames[i]]);
+      }
+      if (shared !== null && shared !== undefined) {
+        const values = sharedObject(shared[0], shared[2]);
+        for (let i = 0; i < shared[1].length; i++) {
+          const name = shared[1][i];
+          let value = values[name];
+          const at = names.indexOf(name);
+          if (at >= 0) {  // also a global of the run: the shallow merge, own keys winning
+            if (isPlainObject(value) && isPlainObject(args[at])) args[at] = freeze({ ...value, ...args[at] });
+            continue;
+          }
+          arrayPush(names, name);
+          arrayPush(args, value);
+        }
       }
       for (let i = 0; i < apiNames.length; i++) {
         arrayPush(names, apiNames[i]);
@@ -606,10 +638,10 @@
     apply(promiseThen, callAsync(opTick), [() => report(r, "ok", outcome[1]), noop]);
   }
 
-  function start(token, code, globalNames, apiNames, inputJson, streamLogs, lib) {
+  function start(token, code, globalNames, apiNames, inputJson, streamLogs, lib, shared) {
     const r = newRun(token, streamLogs);
     mapSet(runs, token, r);
-    const outcome = inRun(r, execute, undefined, [r, code, globalNames, apiNames, inputJson, lib]);
+    const outcome = inRun(r, execute, undefined, [r, code, globalNames, apiNames, inputJson, lib, shared]);
     apply(promiseThen, outcome, [(o) => settle(r, o)]);
   }
 
@@ -672,7 +704,8 @@
   }
 
   // The dispatch loop: one long-lived call per runtime. Each host answer is a batch
-  // of commands: ["run", token, code, globalNames, apiNames, inputsJson, streamLogs, lib],
+  // of commands: ["run", token, code, globalNames, apiNames, inputsJson, streamLogs, lib,
+  // shared ([key, names, json] or null)],
   // ["check", token, code, names] (compile only), ["abandon", token] (its deadline
   // passed or its caller left) or ["stop"].
   async function serve() {
@@ -680,7 +713,7 @@
       const batch = await callAsync(opNext);
       for (let i = 0; i < batch.length; i++) {
         const c = batch[i];
-        if (c[0] === "run") start(c[1], c[2], c[3], c[4], c[5], c[6], c[7]);
+        if (c[0] === "run") start(c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]);
         else if (c[0] === "check") check(c[1], c[2], c[3]);
         else if (c[0] === "abandon") {
           const r = mapGet(runs, c[1]);

@@ -19,6 +19,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from . import _protocol, errors
 from ._log import get_logger
 from ._results import Execution, HostCall, LogLine
+from ._shared import Shared, sent_keys
 from ._slot import ActiveRun, Frame, Slot
 from ._threads import HostThreads
 
@@ -72,6 +73,7 @@ class RunRequest:
     timeout: float
     lib: str | None = None
     on_host_call: Callable[[HostCall], object] | None = None
+    shared: Shared | None = None
 
 
 def prepare_run(
@@ -83,6 +85,7 @@ def prepare_run(
     max_value_bytes: int,
     lib: str | None = None,
     on_host_call: Callable[[HostCall], object] | None = None,
+    shared: Shared | None = None,
 ) -> RunRequest:
     """Check and encode a run's inputs; raise before any worker is involved."""
     check_code(code)
@@ -98,7 +101,12 @@ def prepare_run(
         if not callable(fn):
             raise TypeError(f"api[{name!r}] is not callable")
     inputs = encode_value(dict(globals), "globals", max_value_bytes)
-    return RunRequest(code, tuple(globals), dict(api), inputs, timeout, lib, on_host_call)
+    if shared is not None:
+        if not isinstance(shared, Shared):
+            raise TypeError("shared must come from RuntimePool.share()")
+        if both := set(shared.names) & set(api):
+            raise ValueError(f"names given both as shared globals and api: {sorted(both)}")
+    return RunRequest(code, tuple(globals), dict(api), inputs, timeout, lib, on_host_call, shared)
 
 
 def check_code(code: object) -> None:
@@ -167,12 +175,19 @@ async def drive_run(
     }
     if request.lib is not None:
         header["lib"] = request.lib
+    payload = request.inputs
+    if request.shared is not None:
+        shared = request.shared
+        header["shared"], header["shared_names"] = shared.key, list(shared.names)
+        if sent_keys(slot).touch(shared.key):  # not held there yet: send it first
+            header["shared_len"] = len(shared.data)
+            payload = shared.data + payload
     started = time.perf_counter()
     result: Frame | None = None
     try:
         with anyio.move_on_after(request.timeout + _BACKSTOP_GRACE):
             try:
-                await slot.process.send(header, request.inputs)
+                await slot.process.send(header, payload)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
                 slot.dead = True
                 raise WorkerGone from None

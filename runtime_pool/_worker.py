@@ -22,6 +22,7 @@ from typing import Any
 from . import _protocol
 from ._position import locate
 from ._sandbox import SandboxConfig, _Sandbox, syntax_position
+from ._shared import KeptKeys, take_shared
 
 __all__ = ("Worker",)
 
@@ -55,6 +56,7 @@ class Worker:
         self._poll: asyncio.Future[None] | None = None
         self._generation = 0  # bumped for each new dispatch loop
         self._backlog: list[tuple[dict[str, Any], str]] = []
+        self._shared = KeptKeys()  # shared globals sent by the host (see _shared.py)
         self._accepting = False
         self._breaking = False
         self._recycling = False
@@ -106,7 +108,10 @@ class Worker:
     def _dispatch(self, header: dict[str, Any], payload: bytes) -> bool:
         op = header["op"]
         if op in ("run", "check"):
-            self._start(header, payload.decode())
+            text = payload.decode()
+            if "shared" in header:  # in arrival order, as the host sent them
+                text = take_shared(self._shared, header, text)
+            self._start(header, text)
         elif op == "reply":
             future = self._replies.pop(header["call"], None)
             if future is not None and not future.done():
@@ -248,7 +253,10 @@ class Worker:
         self._sandbox.runs += 1
         stream = bool(header.get("stream_logs"))
         command = ["run", token, header["code"], header["globals"], header["api"], inputs, stream]
-        self._push([*command, header.get("lib")])
+        shared = None
+        if "shared" in header:
+            shared = [header["shared"], header["shared_names"], header["shared_json"]]
+        self._push([*command, header.get("lib"), shared])
         if self._sampler is None:
             self._sample()
 

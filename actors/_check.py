@@ -6,6 +6,7 @@ never in the host process. A runner without ``check`` (a test fake) is not asked
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -88,11 +89,17 @@ class Script:
 
     def syntax_error(self, exc: Any, workflow: str) -> StepSyntaxError:
         line = None if exc.line is None else max(1, exc.line - self.offset)
+        message, column = exc.message, exc.column
+        lines = self.source.split("\n")
+        if line is not None and line > len(lines):  # V8 blamed the wrapper's own end
+            line, column = len(lines), len(lines[-1]) + 1
+            if re.fullmatch(r"Unexpected token '[)}]'", message):
+                message = "Unexpected end of input"
         return StepSyntaxError(
             self.label,
-            exc.message,
+            message,
             line=line,
-            column=exc.column,
+            column=column,
             source_line=source_line(self.source, line),
             workflow=workflow,
         )

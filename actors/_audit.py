@@ -9,7 +9,6 @@ the bus; the queue is drained before the attempt's outcome is published.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
 
+from actors._console import runner_accepts
 from actors._events import HostCalled, LifecycleEvent
 from actors._log import get_logger
 from actors._workflow import Step, Workflow
@@ -49,19 +49,7 @@ def step_api(step: Step, api: Mapping[str, Callable[..., Any]]) -> Mapping[str, 
 
 def can_audit(runner: Any) -> bool:
     """Whether ``runner.execute`` accepts ``on_host_call=``."""
-    runner_type = type(runner)
-    known = _TAKES_ON_HOST_CALL.get(runner_type)
-    if known is None:
-        execute = getattr(runner_type, "execute", None)
-        try:
-            known = execute is not None and "on_host_call" in inspect.signature(execute).parameters
-        except (TypeError, ValueError):
-            known = False
-        _TAKES_ON_HOST_CALL[runner_type] = known
-    return known
-
-
-_TAKES_ON_HOST_CALL: dict[type[Any], bool] = {}
+    return runner_accepts(runner, "on_host_call")
 
 
 @asynccontextmanager

@@ -20,7 +20,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 
 from actors._events import LifecycleEvent, StepLogged
 
-__all__ = ("MAX_STREAMED_LINES", "OnLog", "can_stream_logs", "streamed_console")
+__all__ = ("MAX_STREAMED_LINES", "OnLog", "can_stream_logs", "runner_accepts", "streamed_console")
 
 # Above the pool's own cap (max_log_lines, 1000 by default, plus its marker), so a
 # default pool's marker, which counts what it dropped, is published too.
@@ -32,19 +32,24 @@ OnLog = Callable[[Any], None]
 
 def can_stream_logs(runner: Any) -> bool:
     """Whether ``runner.execute`` accepts ``on_log=`` (the optional streaming capability)."""
-    runner_type = type(runner)
-    known = _TAKES_ON_LOG.get(runner_type)
+    return runner_accepts(runner, "on_log")
+
+
+def runner_accepts(runner: Any, option: str) -> bool:
+    """Whether ``runner.execute`` takes the optional keyword ``option``."""
+    key = (type(runner), option)
+    known = _ACCEPTS.get(key)
     if known is None:
-        execute = getattr(runner_type, "execute", None)
+        execute = getattr(type(runner), "execute", None)
         try:
-            known = execute is not None and "on_log" in inspect.signature(execute).parameters
+            known = execute is not None and option in inspect.signature(execute).parameters
         except (TypeError, ValueError):
             known = False
-        _TAKES_ON_LOG[runner_type] = known
+        _ACCEPTS[key] = known
     return known
 
 
-_TAKES_ON_LOG: dict[type[Any], bool] = {}  # a cache: signatures do not change
+_ACCEPTS: dict[tuple[type[Any], str], bool] = {}  # a cache: signatures do not change
 
 
 @asynccontextmanager

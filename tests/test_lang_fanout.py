@@ -150,3 +150,27 @@ def test_max_parallel_needs_for_each_and_a_positive_integer() -> None:
         wf.add_step("a", js="return 1;", max_parallel=2)
     with pytest.raises(InvalidOption, match="max_parallel: must be a positive integer"):
         wf.add_step("a", js="return 1;", for_each="[]", max_parallel=0)
+
+
+async def test_elements_share_deps_frozen_and_a_cancel_stops_the_fan_out() -> None:
+    async def slow(i: int) -> int:
+        await anyio.sleep(0.2)
+        return i
+
+    tampering = Workflow("tampering")
+    tampering.add_step("a", js="return [1, 2];")
+    tampering.add_step("b", js="deps.a.push(3); return item;", after=["a"], for_each="deps.a")
+    many = Workflow("many")
+    many.add_step("each", js="return await slow(item);", for_each="ctx.event.items", max_parallel=5)
+    many.add_step("after", js="return 1;", after=["each"])
+    async with Engine(api={"slow": slow}, pool=RuntimePool(size=1)) as engine:
+        tampered = await engine.run(tampering)
+        cancelled = await engine.run(many, event={"items": list(range(50))}, timeout=0.5)
+    error = tampered.steps["b"].error
+    assert error is not None and error.name == "TypeError"
+    assert error.message.startswith("item 0: ")
+    assert cancelled.status == "cancelled"
+    each = cancelled.steps["each"]
+    assert each.status == "cancelled"
+    assert 1 <= each.attempts < 50
+    assert cancelled.steps["after"].status == "skipped"

@@ -192,11 +192,15 @@ class StepActor:
         streamed: list[LogEntry],
         element: tuple[Any, int] | None = None,
         shared: Any = None,
+        callbacks: Callable[[int, int, anyio.Event], dict[str, Any]] | None = None,
     ) -> ExecutionLike | AttemptFailed:
         """One attempt of the step, or of its element ``(item, index)`` (``for_each``).
 
         ``shared``: the runner's shared globals (``deps`` and the ``ctx`` of every
         element); the attempt then sends only its own ``ctx.run``, ``item``, ``index``.
+        ``callbacks(attempt, index, announced)``: the element's ``on_log`` and
+        ``on_host_call``, from the fan-out's one event queue, instead of this
+        attempt's own.
         """
         scope, step = self._scope, self._step
         index = None if element is None else element[1]
@@ -220,6 +224,8 @@ class StepActor:
             await announced.wait()  # console lines and host calls follow step.started
             await scope.emit(event)
 
+        if callbacks is not None and index is not None:
+            return await call(**callbacks(attempt, index, announced))
         ids = {"run_id": scope.run_id, "workflow": scope.workflow, "step": step.name}
         options: dict[str, Any] = {}
         async with AsyncExitStack() as stack:

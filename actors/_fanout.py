@@ -9,19 +9,27 @@ element to fail for good stops the others and fails the step, naming its index.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from actors._attempt import AttemptFailed, name_the_value, translate_error
+from actors._audit import can_audit, step_api
+from actors._console import FLUSH_TIMEOUT, MAX_STREAMED_LINES, can_stream_logs
+from actors._events import HostCalled, LifecycleEvent, StepLogged
+from actors._log import get_logger
 from actors._messages import Completed, Failed
 from actors._runner import LogEntry
 from actors.errors import ElementFailed, StepError
 
 if TYPE_CHECKING:
-    from actors._actor import StepActor
+    from actors._actor import RunScope, StepActor
+    from actors._workflow import Step
+
+logger = get_logger(__name__)
 
 __all__ = ("DEFAULT_MAX_PARALLEL", "MAX_KEPT_LINES", "FanOut", "value_js")
 
@@ -51,6 +59,7 @@ class FanOut:
         self._dropped = 0
         self._failure: ElementFailed | None = None
         self._shared: Any = None
+        self._events: ElementEvents
 
     async def run(self) -> Completed | Failed:
         actor = self._actor
@@ -72,8 +81,9 @@ class FanOut:
             return await actor._fail(name_the_value(error, self._deps_and_ctx()), 0, (), ())
         results: list[Any] = [None] * len(items)
         indices = iter(range(len(items)))
-        async with anyio.create_task_group() as tg:
-            for _ in range(min(step.max_parallel or DEFAULT_MAX_PARALLEL, len(items))):
+        parallel = min(step.max_parallel or DEFAULT_MAX_PARALLEL, len(items))
+        async with element_events(scope, step) as self._events, anyio.create_task_group() as tg:
+            for _ in range(parallel):
                 tg.start_soon(self._serve, indices, items, results, tg.cancel_scope)
         done = (self._attempts, self._kept(), ())
         if self._failure is not None:
@@ -106,7 +116,9 @@ class FanOut:
             attempt += 1
             self._attempts += 1
             scope.running[step.name] = (self._attempts, scope.running[step.name][1])
-            outcome = await actor._attempt(self._deps, attempt, [], (item, index), self._shared)
+            outcome = await actor._attempt(
+                self._deps, attempt, [], (item, index), self._shared, self._events.callbacks
+            )
             self._keep(outcome.logs)
             if not isinstance(outcome, AttemptFailed):
                 return outcome.value
@@ -141,3 +153,92 @@ class FanOut:
             return tuple(self._logs)
         note = _Line("warn", f"[{self._dropped} console lines of the elements not kept]")
         return (*self._logs, note)
+
+
+@asynccontextmanager
+async def element_events(scope: RunScope, step: Step) -> AsyncIterator[ElementEvents]:
+    """An :class:`ElementEvents` whose publisher runs until the block ends."""
+    events = ElementEvents(scope, step)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(events.publish)
+        try:
+            yield events
+        except BaseException:  # cancelled: the queued events get a short while
+            events.publisher.deadline = anyio.current_time() + FLUSH_TIMEOUT
+            raise
+        finally:
+            events.close()
+    if events.dropped:
+        logger.warning("element_events_dropped", step=step.name, dropped=events.dropped)
+
+
+class ElementEvents:
+    """One queue and one publisher task for the ``step.log`` and ``host.called`` events
+    of every element (rather than a queue and a task per element attempt).
+
+    Each event waits for its attempt's ``step.started`` before it goes out; once the
+    elements are done, what is queued is published (for at most ``FLUSH_TIMEOUT``
+    seconds after a cancel); past ``MAX_STREAMED_LINES`` queued, events are dropped
+    and counted in a warning.
+    """
+
+    def __init__(self, scope: RunScope, step: Step) -> None:
+        self._scope, self._step = scope, step
+        self._send, self._receive = anyio.create_memory_object_stream[
+            tuple[anyio.Event, LifecycleEvent]
+        ](MAX_STREAMED_LINES)
+        self._logs = can_stream_logs(scope.runner)
+        self._audit = bool(step_api(step, scope.api)) and can_audit(scope.runner)
+        self.publisher = anyio.CancelScope(shield=True)
+        self.dropped = 0
+
+    def callbacks(self, attempt: int, index: int, announced: anyio.Event) -> dict[str, Any]:
+        """The ``execute`` callbacks of one attempt of element ``index``."""
+        scope = self._scope
+        ids: dict[str, Any] = {
+            "run_id": scope.run_id,
+            "workflow": scope.workflow,
+            "step": self._step.name,
+            "attempt": attempt,
+            "index": index,
+        }
+        options: dict[str, Any] = {}
+        if self._logs:
+
+            def on_log(line: Any) -> None:
+                level, text = str(getattr(line, "level", "log")), str(getattr(line, "text", line))
+                self._put(announced, StepLogged(level=level, text=text, **ids))
+
+            options["on_log"] = on_log
+        if self._audit:
+            arguments = scope.audit_arguments
+
+            def on_host_call(call: Any) -> None:
+                held = tuple(call.arguments) if arguments else None
+                event = HostCalled(
+                    function=call.function,
+                    duration=call.duration,
+                    error=call.error,
+                    arguments=held,
+                    **ids,
+                )
+                self._put(announced, event)
+
+            options["on_host_call"] = on_host_call
+        return options
+
+    def close(self) -> None:
+        """No more events: the publisher ends once it has published the queued ones."""
+        self._send.close()
+
+    def _put(self, announced: anyio.Event, event: LifecycleEvent) -> None:
+        try:
+            self._send.send_nowait((announced, event))
+        except anyio.WouldBlock:
+            self.dropped += 1
+
+    async def publish(self) -> None:
+        with self.publisher, self._receive:
+            async for announced, event in self._receive:
+                await announced.wait()  # after its attempt's step.started
+                await self._scope.emit(event)

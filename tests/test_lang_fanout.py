@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 import pytest
 
-from actors import Engine, Retry, StepRetrying, StepStarted, Workflow
+from actors import Engine, LifecycleEvent, Retry, StepRetrying, StepStarted, Workflow
 from actors.errors import ElementFailed, InvalidOption
 from runtime_pool import RuntimePool
 
@@ -174,3 +174,28 @@ async def test_elements_share_deps_frozen_and_a_cancel_stops_the_fan_out() -> No
     assert each.status == "cancelled"
     assert 1 <= each.attempts < 50
     assert cancelled.steps["after"].status == "skipped"
+
+
+async def test_element_console_lines_and_host_calls_carry_the_index_after_its_start() -> None:
+    wf = Workflow("w")
+    wf.add_step(
+        "each",
+        js="console.log('checking', item); return await in_stock(item);",
+        for_each="['a', 'b', 'c']",
+    )
+    engine = Engine(api={"in_stock": in_stock}, pool=RuntimePool(size=1))
+    async with engine, engine.bus.subscribe("*") as events:
+        result = await engine.run(wf)
+        seen: list[tuple[str, int | None]] = []
+        with anyio.fail_after(5):
+            async for event in events:
+                if event.topic in ("step.started", "step.log", "host.called"):
+                    assert isinstance(event, LifecycleEvent)
+                    seen.append((event.topic, event.index))
+                if event.topic == "run.completed":
+                    break
+    assert result.output == [True, True, True]
+    for index in range(3):
+        mine = [topic for topic, i in seen if i == index]
+        assert mine[0] == "step.started"
+        assert sorted(mine[1:]) == ["host.called", "step.log"]

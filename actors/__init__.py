@@ -25,6 +25,8 @@ from actors._results import RunResult, RunStatus, StepResult, StepStatus
 from actors._retry import Retry
 from actors._run import RunHandle
 from actors._runner import StepRunner
+from actors._store import RunRecord, RunStore, StepRecord
+from actors._store_sqlite import SQLiteStore
 from actors._subscription import Policy, SubscriberStatistics, Subscription
 from actors._trigger import Trigger
 from actors._workflow import Step, Workflow
@@ -44,14 +46,18 @@ __all__ = (
     "RunCompleted",
     "RunFailed",
     "RunHandle",
+    "RunRecord",
     "RunResult",
     "RunStarted",
     "RunStatus",
+    "RunStore",
+    "SQLiteStore",
     "Step",
     "StepCancelled",
     "StepCompleted",
     "StepFailed",
     "StepLogged",
+    "StepRecord",
     "StepResult",
     "StepRetrying",
     "StepRunner",

@@ -30,6 +30,7 @@ from actors._events import (
     StepStarted,
 )
 from actors._fanout import FanOut
+from actors._journal import RunJournal
 from actors._messages import Completed, Failed, Message, Skipped
 from actors._results import StepResult
 from actors._retry import Retry
@@ -62,6 +63,7 @@ class RunScope:
     retry: Retry
     lib: str | None = None  # the shared script (Workflow.lib_script)
     audit_arguments: bool = False  # host.called events carry the arguments
+    journal: RunJournal | None = None  # the run's store, if the engine has one
     results: dict[str, StepResult] = field(default_factory=dict)
     # attempt, and when the step's first script started (None: still waiting to start)
     running: dict[str, tuple[int, float | None]] = field(default_factory=dict)
@@ -149,29 +151,30 @@ class StepActor:
 
     async def _expression_failed(
         self, option: str, name: str, cause: StepError | None, message: str | None = None
-    ) -> Failed:
+    ) -> Message:
         text = f"{option}: {message if message is not None else cause and cause.message}"
         error = StepError(self._step.name, name, text, attempt=1, retryable=False, cause=cause)
         self._scope.running.setdefault(self._step.name, (1, None))
         return await self._fail(error, 1, (), ())
 
-    async def _skip(self, reason: str) -> Skipped:
+    async def _skip(self, reason: str) -> Message:
         scope, name = self._scope, self._step.name
         scope.results[name] = StepResult(name, "skipped", reason=reason)
-        await scope.emit(
-            StepSkipped(
-                run_id=scope.run_id, workflow=scope.workflow, step=name, attempt=0, reason=reason
-            )
+        event = StepSkipped(
+            run_id=scope.run_id, workflow=scope.workflow, step=name, attempt=0, reason=reason
         )
-        return Skipped(name, reason)
+        return await self._publish(event, Skipped(name, reason))
 
-    async def _execute(self, deps: dict[str, Any]) -> Completed | Failed:
+    async def _execute(self, deps: dict[str, Any]) -> Message:
         scope, step = self._scope, self._step
         retry = step.retry or scope.retry
         logs: list[LogEntry] = []
-        attempt = 0
+        journal = scope.journal
+        attempt = 0 if journal is None else journal.attempts_before(step.name)
         while True:
             attempt += 1
+            if journal is not None and attempt > 1:  # a first attempt is inferred on resume
+                await journal.attempt(step.name, attempt)
             scope.running[step.name] = (attempt, self._began)
             streamed: list[LogEntry] = []  # kept for a cancel, which reports no lines
             scope.console[step.name] = (tuple(logs), streamed)
@@ -322,15 +325,37 @@ class StepActor:
         await scope.emit(event)
         await anyio.sleep(delay)
 
-    async def _complete(self, value: Any, *done: Any) -> Completed:
+    async def _complete(self, value: Any, *done: Any) -> Message:
         fields = self._record("completed", *done, result=value)
-        await self._scope.emit(StepCompleted(result=value, **fields))
-        return Completed(self._step.name, value)
+        return await self._publish(
+            StepCompleted(result=value, **fields), Completed(fields["step"], value)
+        )
 
-    async def _fail(self, error: StepError, *done: Any, index: int | None = None) -> Failed:
+    async def _fail(self, error: StepError, *done: Any, index: int | None = None) -> Message:
         fields = self._record("failed", *done, error=error)
-        await self._scope.emit(StepFailed(error=error, index=index, **fields))
-        return Failed(self._step.name, error)
+        event = StepFailed(error=error, index=index, **fields)
+        return await self._publish(event, Failed(fields["step"], error))
+
+    async def _publish(self, event: LifecycleEvent, message: Message) -> Message:
+        """Commit the step's outcome to the run's store (if any), then publish ``event``;
+        return what goes downstream. An outcome the store refused becomes a failure."""
+        scope = self._scope
+        if scope.journal is not None:
+            result = scope.results[self._step.name]
+            outcome = await scope.journal.step(result)
+            if outcome is not result and outcome.error is not None:  # not recorded
+                scope.results[outcome.name] = outcome
+                event = StepFailed(
+                    run_id=scope.run_id,
+                    workflow=scope.workflow,
+                    step=outcome.name,
+                    attempt=event.attempt,
+                    error=outcome.error,
+                    duration=outcome.duration,
+                )
+                message = Failed(outcome.name, outcome.error)
+        await scope.emit(event)
+        return message
 
     def _record(
         self,

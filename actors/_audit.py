@@ -41,10 +41,12 @@ def check_capabilities(workflow: Workflow, api: Mapping[str, Any]) -> None:
 
 
 def step_api(step: Step, api: Mapping[str, Callable[..., Any]]) -> Mapping[str, Any]:
-    """The host functions ``step`` sees: its ``api`` list, or all of them."""
+    """The host functions ``step`` sees: its ``api`` list, or all of them. A listed
+    name the engine lacks (a run resumed by an engine without it) is left out: the
+    step's JS then fails with a ReferenceError naming it."""
     if step.api is None:
         return api
-    return {name: api[name] for name in step.api}
+    return {name: api[name] for name in step.api if name in api}
 
 
 def can_audit(runner: Any) -> bool:

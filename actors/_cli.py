@@ -4,8 +4,10 @@
 
     actors run FILE [--event JSON | --event-file F] [--api module:attribute]
                     [--context JSON] [--timeout S] [--step-timeout S] [--json] [-q]
+                    [--db F] [--key K]
     actors validate FILE
     actors graph FILE
+    actors runs | show | resume | retry ... --db F   (see actors._cli_store)
 
 Exit status: 0 success, 1 the run failed (or timed out), 2 bad input (a missing or
 malformed file, bad JSON in an option, an ``--api`` that cannot be imported).
@@ -28,6 +30,7 @@ import structlog
 from actors._audit import check_capabilities
 from actors._cli_report import failure_messages, say, timeout_message
 from actors._cli_run import BadInput, load_api, load_event, load_json_object, load_workflow, run
+from actors._cli_store import add_store_commands
 from actors._results import RunResult
 from actors._workflow import Step, Workflow
 from actors.errors import StepSyntaxError, UnknownHostFunction
@@ -84,6 +87,8 @@ def _run(args: argparse.Namespace) -> int:
         if key in context:
             raise BadInput(f"--context: key {key!r} is reserved (the engine sets ctx.{key})")
     api = load_api(args.api) if args.api else {}
+    if args.key is not None and args.db is None:
+        raise BadInput("--key: needs --db (keys are looked up in the run store)")
     for option in ("timeout", "step_timeout"):
         value = getattr(args, option)
         if value is not None and not value > 0:
@@ -121,6 +126,8 @@ def _run_workflow(
                 context=context,
                 timeout=args.timeout,
                 step_timeout=args.step_timeout,
+                store=args.db,
+                key=args.key,
             )
         )
     except BaseExceptionGroup as group:  # raised inside the engine's task group
@@ -287,6 +294,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="default timeout of each step attempt, in seconds (default 30)",
     )
+    run_cmd.add_argument("--db", metavar="F", help="record the run in this SQLite store file")
+    run_cmd.add_argument("--key", metavar="K", help="idempotency key (needs --db): run once")
     run_cmd.set_defaults(handler=_run)
 
     validate = commands.add_parser("validate", parents=[common], help="check a workflow file")
@@ -301,4 +310,5 @@ def _parser() -> argparse.ArgumentParser:
     graph = commands.add_parser("graph", parents=[common], help="print the DAG as Mermaid")
     graph.add_argument("file", metavar="FILE")
     graph.set_defaults(handler=_graph)
+    add_store_commands(commands, common)
     return parser

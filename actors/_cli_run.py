@@ -30,7 +30,7 @@ from actors._results import RunResult
 from actors._run import wait_or_cancel
 from actors._runner import LogEntry
 from actors._workflow import Workflow
-from actors.errors import DefinitionError
+from actors.errors import DefinitionError, StoreError, UnknownRun
 
 __all__ = ("BadInput", "load_api", "load_event", "load_json_object", "load_workflow", "run")
 
@@ -140,19 +140,29 @@ async def run(
     context: Mapping[str, Any],
     timeout: float | None,
     step_timeout: float | None = None,
+    store: str | None = None,
+    key: str | None = None,
 ) -> RunResult:
     """Run ``workflow`` once, logging its progress; cancel it after ``timeout`` seconds.
 
-    ``step_timeout`` is the default timeout of each step attempt.
+    ``step_timeout`` is the default timeout of each step attempt. ``store``: record
+    the run there (other unfinished runs in it are left alone); ``key``: run once.
     """
     try:
-        engine = Engine(api=api, context=context, timeout=step_timeout or DEFAULT_STEP_TIMEOUT)
+        step_timeout = step_timeout or DEFAULT_STEP_TIMEOUT
+        engine = Engine(api=api, context=context, timeout=step_timeout, store=store, resume=False)
     except DefinitionError as exc:  # e.g. a reserved --context key, a bad host name
         raise BadInput(str(exc)) from None
     async with engine, anyio.create_task_group() as tg:
         drained = anyio.Event()
         await tg.start(_report_progress, engine.bus, drained)
-        handle = await engine.start(workflow, event=event)
+        try:
+            handle = await engine.start(workflow, event=event, key=key)
+        except (StoreError, UnknownRun) as exc:
+            raise BadInput(str(exc)) from None
+        if handle.done:  # the key named a run that had ended: nothing is published
+            tg.cancel_scope.cancel()
+            return await handle.wait()
         result = await wait_or_cancel(handle, timeout)  # steps say "run timed out after"
         with anyio.move_on_after(_DRAIN_TIMEOUT):
             await drained.wait()

@@ -4,25 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
+from datetime import timedelta
+from os import PathLike
 from types import MappingProxyType, TracebackType
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
+from anyio.abc import TaskGroup, TaskStatus
 
 from actors._admission import Admission, EngineStatistics, run_admitted
 from actors._audit import check_capabilities
 from actors._bus import EventBus
 from actors._check import CheckedScripts
+from actors._durable import Durable, check_key
 from actors._logging import log_lifecycle_events
 from actors._results import RunResult
 from actors._retry import Retry
 from actors._run import Run, RunEnvironment, RunHandle, check_run_timeout, wait_or_cancel
 from actors._runner import StepRunner, default_runner
 from actors._shutdown import ActiveRuns, Shutdown, check_shutdown, drain, sole_exception
+from actors._store import RunStore, open_store
 from actors._trigger import Trigger
 from actors._workflow import Workflow
-from actors.errors import EngineNotRunning, InvalidOption
+from actors.errors import EngineNotRunning, InvalidOption, StoreRequired
 
 __all__ = ("Engine",)
 
@@ -47,6 +51,10 @@ class Engine:
     :meth:`start` (and so a triggering publish) waits for a run to end.
     ``audit_arguments``: ``host.called`` events carry the host call's arguments
     (off by default: arguments may hold secrets).
+    ``store``: where runs are recorded: ``None`` (nowhere, the default), a SQLite
+    file path, or a store object such as :class:`actors.SQLiteStore`. With a store,
+    entering the engine resumes every unfinished run in it (``resume=False`` opts
+    out) and runs can be looked up, waited for, retried and pruned by id.
     """
 
     def __init__(
@@ -63,6 +71,8 @@ class Engine:
         drain_timeout: float = 30.0,
         max_active_runs: int = DEFAULT_MAX_ACTIVE_RUNS,
         audit_arguments: bool = False,
+        store: RunStore | str | PathLike[str] | None = None,
+        resume: bool = True,
     ) -> None:
         self._api = MappingProxyType(dict(api or {}))
         self._context = MappingProxyType(dict(context or {}))
@@ -83,6 +93,9 @@ class Engine:
         self._task_group: TaskGroup | None = None
         self._env: RunEnvironment | None = None
         self._checked = CheckedScripts()
+        opened = open_store(store)
+        self._durable = None if opened is None else Durable(opened)
+        self._resume = bool(resume)
 
     @property
     def bus(self) -> EventBus:
@@ -101,6 +114,8 @@ class Engine:
             runner = self._pool if self._pool is not None else default_runner()
             if not runner.is_open:
                 await stack.enter_async_context(runner)
+            if self._durable is not None:
+                await stack.enter_async_context(self._durable.store)
             task_group = await stack.enter_async_context(anyio.create_task_group())
             self._env = RunEnvironment(
                 runner,
@@ -116,6 +131,8 @@ class Engine:
                 await task_group.start(log_lifecycle_events, self._bus)
             for trigger in self._triggers:
                 self._serve_trigger(trigger)
+            if self._durable is not None and self._resume:
+                task_group.start_soon(self._admit_all, await self._durable.resumable(self._env))
             self._stack = stack.pop_all()
         return self
 
@@ -152,8 +169,13 @@ class Engine:
 
     # -- runs ------------------------------------------------------------------------
 
-    async def start(self, workflow: Workflow, *, event: Any = None) -> RunHandle:
+    async def start(
+        self, workflow: Workflow, *, event: Any = None, key: str | None = None
+    ) -> RunHandle:
         """Validate and freeze ``workflow``, start a run, and return its handle.
+
+        ``key`` (needs a store): if a run with this key was started before, even by an
+        earlier process, return its handle instead of starting another.
 
         Every step's JS is compiled in the sandbox first (once per script per engine):
         a step that does not compile raises :class:`~actors.errors.StepSyntaxError`
@@ -164,58 +186,139 @@ class Engine:
             raise EngineNotRunning()
         workflow.freeze()
         check_capabilities(workflow, self._api)
+        key = check_key(key)
+        if key is not None and self._durable is None:
+            raise StoreRequired("key=")
         await self._checked.check(self._env.runner, workflow, self._api)
-        await self._admission.enter()
+        if self._durable is None:
+            return await self._admit(Run(workflow, event=event, env=self._env))
+        run = await self._durable.create(workflow, event=event, key=key, env=self._env)
+        return run if isinstance(run, RunHandle) else await self._admit(run)
+
+    async def _admit(self, run: Run) -> RunHandle:
+        try:
+            await self._admission.enter()
+        except BaseException:
+            if self._durable is not None:
+                self._durable.ended(run)
+            raise
         if self._task_group is None or self._env is None:
             self._admission.abandon()  # the engine stopped while we waited
             raise EngineNotRunning()
-        run = Run(workflow, event=event, env=self._env)
-        await self._task_group.start(run_admitted, self._admission, run)
+        await self._task_group.start(self._execute, run)
         handle = RunHandle(run)
         self._active.add(handle)
         return handle
+
+    async def _execute(
+        self, run: Run, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        try:
+            await run_admitted(self._admission, run, task_status=task_status)
+        finally:
+            if self._durable is not None:
+                self._durable.ended(run)
+
+    async def _admit_all(self, runs: list[Run]) -> None:
+        """Start resumed runs, each as a place frees up."""
+        for run in runs:
+            try:
+                await self._admit(run)
+            except EngineNotRunning:
+                return
 
     def statistics(self) -> EngineStatistics:
         """Runs active, waiting to start, and finished (by status) so far."""
         return self._admission.statistics()
 
     async def run(
-        self, workflow: Workflow, *, event: Any = None, timeout: float | None = None
+        self,
+        workflow: Workflow,
+        *,
+        event: Any = None,
+        timeout: float | None = None,
+        key: str | None = None,
     ) -> RunResult:
         """Run ``workflow`` with ``ctx.event = event`` and return its :class:`RunResult`.
 
+        ``key``: as for :meth:`start` (the result of the run the key names).
         Past ``timeout`` seconds the run is cancelled (status ``"cancelled"``; the
         steps it stopped say so in their ``reason``). Cancelling the caller cancels
         the run.
         """
         check_run_timeout(timeout)
-        handle = await self.start(workflow, event=event)
+        handle = await self.start(workflow, event=event, key=key)
         return await wait_or_cancel(handle, timeout)
+
+    # -- run history (needs a store) -------------------------------------------------
+
+    def _history(self, feature: str) -> Durable:
+        if self._durable is None:
+            raise StoreRequired(feature)
+        if self._env is None:
+            raise EngineNotRunning()
+        return self._durable
+
+    async def get_run(self, run_id: str) -> RunResult:
+        """Run ``run_id`` as recorded (``status`` is ``"running"`` while under way)."""
+        return await self._history("get_run").get_run(run_id)
+
+    async def wait(self, run_id: str) -> RunResult:
+        """Wait for run ``run_id`` (running here, or ended) and return its result."""
+        return await self._history("wait").wait(run_id)
+
+    async def runs(
+        self, *, workflow: str | None = None, status: str | None = None, limit: int = 50
+    ) -> list[RunResult]:
+        """Recorded runs, newest first, optionally of one ``workflow`` or ``status``."""
+        return await self._history("runs").runs(workflow=workflow, status=status, limit=limit)
+
+    async def retry(self, run_id: str, *, from_step: str | None = None) -> RunHandle:
+        """Run an ended run again under the same id: its failed, skipped and cancelled
+        steps run again, its completed ones are kept (except ``from_step`` and every
+        step downstream of it). Uses the recorded definition and this engine's ``api``.
+        """
+        durable = self._history("retry")
+        assert self._env is not None
+        return await self._admit(await durable.retry(run_id, from_step, self._env))
+
+    async def prune(self, *, older_than: float | timedelta) -> int:
+        """Forget runs that ended more than ``older_than`` (seconds or a timedelta) ago;
+        return how many."""
+        return await self._history("prune").prune(older_than)
 
     # -- triggers --------------------------------------------------------------------
 
-    def on(self, pattern: str, workflow: Workflow) -> Trigger:
+    def on(
+        self, pattern: str, workflow: Workflow, *, key: Callable[[Any], str] | None = None
+    ) -> Trigger:
         """Start a run of ``workflow`` for each ``bus.publish(topic, payload)`` whose
         topic matches the glob ``pattern``, with ``ctx.event = payload``.
 
         The workflow is validated and frozen now. Triggers registered before the
         engine starts begin serving when it does. Returns the :class:`Trigger`:
-        ``trigger.off()`` (or leaving ``with trigger:``) stops it.
+        ``trigger.off()`` (or leaving ``with trigger:``) stops it. ``key(payload)``
+        (needs a store) names each run: a payload whose key started a run before
+        starts none (as ``start(key=...)``).
         """
         if not isinstance(pattern, str) or not pattern:
             raise InvalidOption("pattern", "must be a non-empty topic pattern", value=pattern)
+        if key is not None and not callable(key):
+            raise InvalidOption("key", "must be a function of the payload", value=key)
+        if key is not None and self._durable is None:
+            raise StoreRequired("engine.on(key=...)")
         workflow.freeze()
-        trigger = Trigger(pattern, workflow, on_off=self._trigger_off)
+        trigger = Trigger(pattern, workflow, on_off=self._trigger_off, key=key)
         self._triggers.append(trigger)
         if self._task_group is not None:
             self._serve_trigger(trigger)
         return trigger
 
     def _serve_trigger(self, trigger: Trigger) -> None:
-        workflow = trigger.workflow
+        workflow, key = trigger.workflow, trigger.key
 
         async def start(payload: Any) -> RunHandle:
-            return await self.start(workflow, event=payload)
+            return await self.start(workflow, event=payload, key=key and key(payload))
 
         self._bus.trigger_table.add(trigger, start)
 

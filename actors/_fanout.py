@@ -21,7 +21,7 @@ from actors._audit import can_audit, step_api
 from actors._console import FLUSH_TIMEOUT, MAX_STREAMED_LINES, can_stream_logs
 from actors._events import HostCalled, LifecycleEvent, StepLogged
 from actors._log import get_logger
-from actors._messages import Completed, Failed
+from actors._messages import Failed, Message
 from actors._runner import LogEntry
 from actors.errors import ElementFailed, StepError
 
@@ -61,7 +61,7 @@ class FanOut:
         self._shared: Any = None
         self._events: ElementEvents
 
-    async def run(self) -> Completed | Failed:
+    async def run(self) -> Message:
         actor = self._actor
         step = actor._step
         assert step.for_each is not None

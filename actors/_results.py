@@ -11,8 +11,8 @@ from actors.errors import StepError
 
 __all__ = ("RunResult", "RunStatus", "StepResult", "StepStatus")
 
-StepStatus = Literal["completed", "failed", "skipped", "cancelled"]
-RunStatus = Literal["completed", "failed", "cancelled"]
+StepStatus = Literal["completed", "failed", "skipped", "cancelled", "running", "pending"]
+RunStatus = Literal["completed", "failed", "cancelled", "running"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +23,9 @@ class StepResult:
     attempt's :class:`~actors.errors.StepError` (``failed``); ``reason`` says why a
     step was ``skipped`` or ``cancelled``. ``attempts`` counts the JS runs started;
     ``duration`` is the wall time from the first attempt to the end (retry waits
-    included); ``logs`` holds the console lines of every attempt.
+    included); ``logs`` holds the console lines of every attempt. A run read from a
+    store while under way (``engine.get_run``) has steps still ``"running"`` or
+    ``"pending"``.
     """
 
     name: str
@@ -38,7 +40,10 @@ class StepResult:
 
 @dataclass(frozen=True, slots=True)
 class RunResult:
-    """How a run ended. ``output`` is the single sink's result, or ``{sink: result}``."""
+    """How a run ended. ``output`` is the single sink's result, or ``{sink: result}``.
+
+    ``status`` is ``"running"`` only for a run read from a store while under way.
+    """
 
     id: str
     workflow: str

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from anyio.abc import TaskStatus
@@ -22,17 +22,21 @@ from actors._events import (
     RunStarted,
     StepCancelled,
 )
+from actors._journal import RunJournal
 from actors._messages import Message
 from actors._results import RunResult, RunStatus, StepResult
 from actors._retry import Retry
 from actors._runner import StepRunner
+from actors._store_codec import message_of
 from actors._workflow import Workflow
 from actors.errors import InvalidOption
 
-__all__ = ("Run", "RunEnvironment", "RunHandle")
+__all__ = ("Run", "RunEnvironment", "RunHandle", "RunLike")
 
 # How long a run's final event may wait for slow subscribers while being cancelled.
 FINAL_EVENT_TIMEOUT = 1.0
+# How long recording a run's end in its store may hold the run's task up.
+STORE_FINISH_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +55,18 @@ class RunEnvironment:
 class Run:
     """Executes one workflow once. ``execute`` runs in a task of the engine's task group."""
 
-    def __init__(self, workflow: Workflow, *, event: Any, env: RunEnvironment) -> None:
-        self.id = uuid.uuid4().hex
+    def __init__(
+        self,
+        workflow: Workflow,
+        *,
+        event: Any,
+        env: RunEnvironment,
+        run_id: str | None = None,
+        recorded: Mapping[str, StepResult] | None = None,
+    ) -> None:
+        """``recorded``: outcomes of a resumed run's steps, which are not run again
+        (their results go downstream)."""
+        self.id = run_id or uuid.uuid4().hex
         self.workflow = workflow.name
         self._plan = workflow.compiled()
         self._steps = workflow.steps
@@ -70,10 +84,20 @@ class Run:
             lib=workflow.lib_script,
             audit_arguments=env.audit_arguments,
         )
+        self._recorded = recorded or {}
+        self._scope.results.update(self._recorded)
         self._cancel_scope = anyio.CancelScope()
         self._cancel_reason = "run cancelled"
         self._done = anyio.Event()
         self.result: RunResult | None = None
+
+    @property
+    def event(self) -> Any:
+        return self._scope.event
+
+    def attach(self, journal: RunJournal) -> None:
+        """Record this run in a store through ``journal`` (before it executes)."""
+        self._scope.journal = journal
 
     def cancel(self, reason: str = "run cancelled") -> None:
         """Stop the run: running JS is cancelled, unstarted steps are skipped.
@@ -107,20 +131,28 @@ class Run:
             await self._finish(started, interrupted=interrupted)
 
     def _actors(self) -> list[StepActor]:
-        plan = self._plan
+        plan, recorded = self._plan, self._recorded
         streams = {
             name: anyio.create_memory_object_stream[Message](max(1, len(plan.upstream[name])))
             for name in plan.order
+            if name not in recorded
         }
+        for name, result in recorded.items():  # a resumed run: recorded steps report now
+            for child in plan.downstream[name]:
+                if child in streams:
+                    streams[child][0].send_nowait(message_of(result))
         actors = [
             StepActor(
                 self._steps[name],
                 scope=self._scope,
                 inbox=streams[name][1],
-                outboxes=tuple(streams[child][0].clone() for child in plan.downstream[name]),
+                outboxes=tuple(
+                    streams[child][0].clone() for child in plan.downstream[name] if child in streams
+                ),
                 upstream=plan.upstream[name],
             )
             for name in plan.order
+            if name in streams
         ]
         for send, _ in streams.values():
             send.close()  # each upstream holds its own clone
@@ -133,6 +165,11 @@ class Run:
         result = self._result(time.monotonic() - started, interrupted=interrupted)
         self.result = result
         try:
+            journal = self._scope.journal
+            # stopped by its engine (not cancelled by a user): left to resume later
+            if journal is not None and not (interrupted and not self._cancel_scope.cancel_called):
+                with anyio.move_on_after(STORE_FINISH_TIMEOUT, shield=True):
+                    await journal.finish(result)  # if it never lands, a resume ends it
             if interrupted:  # shielded, so the final event goes out, but not for long
                 with anyio.move_on_after(FINAL_EVENT_TIMEOUT, shield=True):
                     for event in self._cancelled_events(result):
@@ -223,10 +260,23 @@ def _final_event(result: RunResult) -> LifecycleEvent:
     )
 
 
+class RunLike(Protocol):
+    """What a :class:`RunHandle` needs of a run (a :class:`Run`, or one read back
+    from a store)."""
+
+    id: str
+    workflow: str
+    result: RunResult | None
+
+    def cancel(self, reason: str = ...) -> None: ...
+
+    async def wait(self) -> RunResult: ...
+
+
 class RunHandle:
     """A started run: ``id``, ``await wait()`` for its result, ``await cancel()``."""
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: RunLike) -> None:
         self._run = run
 
     def __repr__(self) -> str:

@@ -27,9 +27,17 @@ Starter = Callable[[Any], Awaitable["RunHandle"]]
 class Trigger:
     """A registered trigger: ``pattern``, ``workflow``, ``active``; ``off()`` stops it."""
 
-    def __init__(self, pattern: str, workflow: Workflow, *, on_off: Callable[[Trigger], None]):
+    def __init__(
+        self,
+        pattern: str,
+        workflow: Workflow,
+        *,
+        on_off: Callable[[Trigger], None],
+        key: Callable[[Any], str] | None = None,
+    ):
         self.pattern = pattern
         self.workflow = workflow
+        self.key = key
         self._on_off: Callable[[Trigger], None] | None = on_off
 
     def __repr__(self) -> str:

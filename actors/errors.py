@@ -27,8 +27,16 @@ __all__ = (
     "StepError",
     "StepSyntaxError",
     "StepTimedOut",
+    "StoreCorrupt",
+    "StoreError",
+    "StoreFull",
+    "StoreLocked",
+    "StoreReadOnly",
+    "StoreRequired",
+    "StoreVersionError",
     "UnknownDependency",
     "UnknownHostFunction",
+    "UnknownRun",
     "WorkflowFileError",
     "WorkflowFrozen",
 )
@@ -170,6 +178,67 @@ class EngineNotRunning(ActorsError):
 
     def __init__(self) -> None:
         super().__init__("the engine is not running; use it inside 'async with Engine(...)'")
+
+
+# -- the store ---------------------------------------------------------------------
+
+
+class StoreError(ActorsError):
+    """The run store failed; ``location`` names the database (a path or DSN)."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        super().__init__(f"run store {location}: {reason}")
+        self.location = location
+        self.reason = reason
+
+
+class StoreLocked(StoreError):
+    """Another engine owns the store: ``pid`` on ``hostname`` (when known)."""
+
+    def __init__(self, location: str, *, pid: int | None, hostname: str | None) -> None:
+        holder = f"process {pid} on {hostname}" if pid is not None else "another process"
+        super().__init__(location, f"in use by {holder}; one engine per store file")
+        self.pid = pid
+        self.hostname = hostname
+
+
+class StoreVersionError(StoreError):
+    """The store's schema ``found`` is newer than this library knows (``supported``)."""
+
+    def __init__(self, location: str, *, found: int, supported: int) -> None:
+        reason = f"schema version {found} is newer than this library's {supported}; upgrade actors"
+        super().__init__(location, reason)
+        self.found = found
+        self.supported = supported
+
+
+class StoreCorrupt(StoreError):
+    """The store's file is not a readable database (corrupt, or not a database)."""
+
+
+class StoreReadOnly(StoreError):
+    """The store cannot be written (a read-only file or directory)."""
+
+
+class StoreFull(StoreError):
+    """The store's disk (or its size limit) is full; what was recorded before is kept."""
+
+
+class StoreRequired(ActorsError):
+    """A run-history feature (``get_run``, ``key=``...) was used on an engine without a store."""
+
+    def __init__(self, feature: str) -> None:
+        super().__init__(f"{feature} needs a run store: Engine(store='runs.db')")
+        self.feature = feature
+
+
+class UnknownRun(ActorsError):
+    """No run with id ``run_id`` is in the store (or it cannot be waited for here)."""
+
+    def __init__(self, run_id: str, reason: str = "no such run in the store") -> None:
+        super().__init__(f"run {run_id!r}: {reason}")
+        self.run_id = run_id
+        self.reason = reason
 
 
 # -- steps -------------------------------------------------------------------------

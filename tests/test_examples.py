@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,7 @@ EXPECTED = {
         "8 chunks, 4000 lines, 6 malformed skipped",
         "chunks read at the same time",
     ],
+    "durable.py": ["calling notify for o-42", "completed: notify: ok"],
     "api_orchestration.py": [
         "GET  https://api.example.com/loyalty/42  -> 200",
         "Profile of Ada Lovelace <ada@example.com>",
@@ -49,11 +51,11 @@ EXPECTED = {
 }
 
 
-def run_example(name: str) -> subprocess.CompletedProcess[str]:
+def run_example(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path}
     return subprocess.run(
-        [sys.executable, str(EXAMPLES / name)],
+        [sys.executable, str(EXAMPLES / name), *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -70,8 +72,9 @@ def test_every_example_script_has_a_test() -> None:
 
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_example_runs_and_prints_its_result(name: str) -> None:
-    proc = run_example(name)
+def test_example_runs_and_prints_its_result(name: str, tmp_path: Path) -> None:
+    args = ["--db", str(tmp_path / "runs.db")] if name == "durable.py" else []
+    proc = run_example(name, *args)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     for line in EXPECTED[name]:
@@ -111,3 +114,33 @@ def test_seed_workflow_files_are_the_seed_example_as_data() -> None:
     for name, step in toml.steps.items():
         assert step.js.strip() == python.steps[name].js.strip()
         assert step.after == python.steps[name].after
+
+
+@pytest.mark.timeout(90)
+def test_the_durable_example_resumes_after_ctrl_c(tmp_path: Path) -> None:
+    db = ["--db", str(tmp_path / "runs.db")]
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    first = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "durable.py"), *db],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": path},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert first.stdout is not None
+    before = []
+    for line in first.stdout:  # interrupt it once charge is under way
+        before.append(line)
+        if "calling charge" in line:
+            first.send_signal(signal.SIGINT)
+            break
+    rest, _ = first.communicate(timeout=30)
+    assert "interrupted: run the script again to resume" in rest
+    second = run_example("durable.py", *db).stdout
+    assert "steps recorded: reserve\n" in second
+    assert "calling reserve" not in second and "calling charge" in second
+    assert "completed: notify: ok" in second
+    key = before[-1].split("idempotency key ")[1].split(":")[0]
+    assert f"run {key} completed" in second  # the same run, resumed
+    third = run_example("durable.py", *db).stdout
+    assert "order o-42 was done already" in third and "calling" not in third

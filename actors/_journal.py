@@ -1,0 +1,85 @@
+"""What one run tells its store: attempts started, each step's outcome, its end.
+
+A run on an engine without a store has no journal (``RunScope.journal is None``)
+and pays nothing. A store that fails a write does not stop the engine: a step
+whose outcome could not be recorded fails with a ``StoreError`` step error (so
+its run fails with it); a failed attempt marker or run end is logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+from actors._log import get_logger
+from actors._results import RunResult, StepResult
+from actors._store import RunStore
+from actors._store_codec import step_record
+from actors.errors import StepError, StoreError
+
+__all__ = ("RunJournal",)
+
+logger = get_logger(__name__)
+
+
+class RunJournal:
+    """Records run ``run_id`` in ``store``. ``attempts``: attempts started per step
+    before this process took the run over (a resume continues counting from there)."""
+
+    def __init__(
+        self, store: RunStore, run_id: str, attempts: Mapping[str, int] | None = None
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self._attempts = attempts or {}
+        self._recorded: set[str] = set()
+
+    def attempts_before(self, step: str) -> int:
+        return self._attempts.get(step, 0)
+
+    def recorded(self, steps: Mapping[str, StepResult]) -> None:
+        """These outcomes are in the store already (a resumed or retried run)."""
+        self._recorded.update(steps)
+
+    async def attempt(self, step: str, attempt: int) -> None:
+        try:
+            await self.store.record_attempt(self.run_id, step, attempt)
+        except StoreError as exc:
+            logger.warning(
+                "store_attempt_not_recorded", run_id=self.run_id, step=step, error=str(exc)
+            )
+
+    async def step(self, result: StepResult) -> StepResult:
+        """Commit ``result``; return it, or the failure that replaces it when the store
+        could not record it."""
+        try:
+            await self.store.record_step(step_record(self.run_id, result))
+        except StoreError as exc:
+            logger.error(
+                "store_step_not_recorded", run_id=self.run_id, step=result.name, error=str(exc)
+            )
+            error = StepError(
+                result.name,
+                "StoreError",
+                str(exc),
+                attempt=result.attempts,
+                retryable=False,
+                cause=exc,
+            )
+            return dataclasses.replace(result, status="failed", result=None, error=error)
+        self._recorded.add(result.name)
+        return result
+
+    async def finish(self, result: RunResult) -> None:
+        """The run ended: record its status, output and the steps not recorded yet."""
+        rest = [
+            step_record(self.run_id, step)
+            for name, step in result.steps.items()
+            if name not in self._recorded
+        ]
+        try:
+            await self.store.finish_run(
+                self.run_id, status=result.status, output=result.output, steps=rest
+            )
+        except StoreError as exc:
+            logger.error("store_run_end_not_recorded", run_id=self.run_id, error=str(exc))

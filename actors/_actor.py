@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AsyncExitStack
+from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
@@ -19,8 +19,8 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from actors._attempt import AttemptFailed, run_attempt
-from actors._audit import audited_calls, can_audit, step_api
-from actors._console import can_stream_logs, streamed_console
+from actors._audit import can_audit, host_call_events, step_api
+from actors._console import Announcement, AttemptConsole, can_stream_logs
 from actors._events import (
     LifecycleEvent,
     StepCompleted,
@@ -48,6 +48,10 @@ from actors.errors import StepError
 __all__ = ("RunScope", "StepActor")
 
 
+def _no_task_group(*args: Any) -> None:
+    raise RuntimeError("the run has not started its task group")
+
+
 @dataclass(slots=True)
 class RunScope:
     """What every actor of one run shares; ``results`` and ``running`` are the run's state."""
@@ -64,6 +68,10 @@ class RunScope:
     lib: str | None = None  # the shared script (Workflow.lib_script)
     audit_arguments: bool = False  # host.called events carry the arguments
     journal: RunJournal | None = None  # the run's store, if the engine has one
+    # publish without waiting, or say False (then ``emit``); the bus's publish_event_nowait
+    emit_nowait: Callable[[LifecycleEvent], bool] = field(default=lambda event: False)
+    # start a task in the run's task group (set when the run starts its actors)
+    spawn: Callable[..., object] = field(default=_no_task_group)
     results: dict[str, StepResult] = field(default_factory=dict)
     # attempt, and when the step's first script started (None: still waiting to start)
     running: dict[str, tuple[int, float | None]] = field(default_factory=dict)
@@ -94,7 +102,10 @@ class StepActor:
             reports = await self._collect()
             message = await self._fire_or_skip(reports)
             for outbox in self._outboxes:
-                await outbox.send(message)
+                # Each inbox has room for every upstream's report; a closed one belongs
+                # to a step that was cancelled (a step ends only after all its reports).
+                with suppress(anyio.BrokenResourceError):
+                    outbox.send_nowait(message)
         finally:
             for outbox in self._outboxes:
                 outbox.close()
@@ -195,20 +206,19 @@ class StepActor:
         streamed: list[LogEntry],
         element: tuple[Any, int] | None = None,
         shared: Any = None,
-        callbacks: Callable[[int, int, anyio.Event], dict[str, Any]] | None = None,
+        callbacks: Callable[[int, int, Announcement], dict[str, Any]] | None = None,
     ) -> ExecutionLike | AttemptFailed:
         """One attempt of the step, or of its element ``(item, index)`` (``for_each``).
 
         ``shared``: the runner's shared globals (``deps`` and the ``ctx`` of every
         element); the attempt then sends only its own ``ctx.run``, ``item``, ``index``.
-        ``callbacks(attempt, index, announced)``: the element's ``on_log`` and
+        ``callbacks(attempt, index, announcement)``: the element's ``on_log`` and
         ``on_host_call``, from the fan-out's one event queue, instead of this
         attempt's own.
         """
         scope, step = self._scope, self._step
         index = None if element is None else element[1]
-        api = step_api(step, scope.api)
-        announced = anyio.Event()
+        announcement = Announcement(scope.emit, scope.emit_nowait, scope.spawn)
         call = partial(
             run_attempt,
             scope.runner,
@@ -216,39 +226,63 @@ class StepActor:
             attempt=attempt,
             js=step.js,
             globals=self._globals(deps, attempt, element, shared=shared is not None),
-            api=api,
+            api=step_api(step, scope.api),
             step_timeout=step.timeout or scope.timeout,
-            announce=partial(self._announce, attempt, announced, index),
+            announce=partial(self._announce, attempt, announcement, index),
             lib=scope.lib,
             shared=shared,
         )
+        if callbacks is not None and index is not None:  # the fan-out publishes them
+            outcome = await call(**callbacks(attempt, index, announcement))
+            await announcement.wait()  # step.started is out before anything after it
+            return outcome
+        console, options = self._console(attempt, announcement, streamed, index)
+        try:
+            outcome = await call(**options)
+            await announcement.wait()  # step.started is out before anything after it
+            if console is not None:
+                await console.aclose()
+        except BaseException:  # cancelled, or failed: queued lines get a short while
+            if console is not None:
+                await console.stop()
+            raise
+        return outcome
 
-        async def emit_after_start(event: LifecycleEvent) -> None:
-            await announced.wait()  # console lines and host calls follow step.started
-            await scope.emit(event)
-
-        if callbacks is not None and index is not None:
-            return await call(**callbacks(attempt, index, announced))
-        ids = {"run_id": scope.run_id, "workflow": scope.workflow, "step": step.name}
+    def _console(
+        self,
+        attempt: int,
+        announcement: Announcement,
+        streamed: list[LogEntry],
+        index: int | None,
+    ) -> tuple[AttemptConsole | None, dict[str, Any]]:
+        """The attempt's console (one queue for its lines and host calls) and the
+        ``execute`` callbacks: none when the runner reports neither (a step without
+        host functions has no host calls to report)."""
+        scope, step = self._scope, self._step
+        logs = can_stream_logs(scope.runner)
+        audit = bool(step_api(step, scope.api)) and can_audit(scope.runner)
+        if not (logs or audit):
+            return None, {}
+        console = AttemptConsole(
+            scope.emit,
+            scope.emit_nowait,
+            scope.spawn,
+            announcement,
+            run_id=scope.run_id,
+            workflow=scope.workflow,
+            step=step.name,
+            attempt=attempt,
+            keep=streamed,
+            index=index,
+        )
         options: dict[str, Any] = {}
-        async with AsyncExitStack() as stack:
-            if can_stream_logs(scope.runner):
-                console = streamed_console(
-                    emit_after_start, attempt=attempt, keep=streamed, index=index, **ids
-                )
-                options["on_log"] = await stack.enter_async_context(console)
-            if api and can_audit(scope.runner):  # no host functions, no host calls
-                audit = audited_calls(
-                    emit_after_start,
-                    run_id=scope.run_id,
-                    workflow=scope.workflow,
-                    step=step.name,
-                    attempt=attempt,
-                    arguments=scope.audit_arguments,
-                    index=index,
-                )
-                options["on_host_call"] = await stack.enter_async_context(audit)
-            return await call(**options)
+        if logs:
+            options["on_log"] = console.on_log
+        if audit:
+            options["on_host_call"] = host_call_events(
+                console.publish, console.ids, arguments=scope.audit_arguments
+            )
+        return console, options
 
     def _globals(
         self,
@@ -273,10 +307,10 @@ class StepActor:
             return {"deps": deps, "ctx": ctx, "item": element[0], "index": element[1]}
         return {"deps": deps, "ctx": ctx}
 
-    async def _announce(
+    def _announce(
         self,
         attempt: int,
-        announced: anyio.Event,
+        announcement: Announcement,
         index: int | None,
         timestamp: float,
         began: float,
@@ -289,19 +323,16 @@ class StepActor:
             scope.running[name] = (attempt, self._began)
         else:  # an element: the step counts every element's attempts
             scope.running[name] = (scope.running.get(name, (1, None))[0], self._began)
-        try:
-            await scope.emit(
-                StepStarted(
-                    run_id=scope.run_id,
-                    workflow=scope.workflow,
-                    step=name,
-                    attempt=attempt,
-                    timestamp=timestamp,
-                    index=index,
-                )
+        announcement.publish(
+            StepStarted(
+                run_id=scope.run_id,
+                workflow=scope.workflow,
+                step=name,
+                attempt=attempt,
+                timestamp=timestamp,
+                index=index,
             )
-        finally:
-            announced.set()
+        )
 
     async def _wait_to_retry(
         self,
@@ -388,5 +419,5 @@ class StepActor:
         }
 
 
-async def _no_announcement(timestamp: float, began: float) -> None:
+def _no_announcement(timestamp: float, began: float) -> None:
     """A ``when`` evaluation is not an attempt: no ``step.started`` for it."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +52,7 @@ async def run_attempt(
     globals: Mapping[str, Any],
     api: Mapping[str, Callable[..., Any]],
     step_timeout: float,
-    announce: Callable[[float, float], Awaitable[None]],
+    announce: Callable[[float, float], object],
     on_log: Callable[[Any], None] | None = None,
     lib: str | None = None,
     on_host_call: Callable[[Any], None] | None = None,
@@ -60,13 +60,13 @@ async def run_attempt(
 ) -> ExecutionLike | AttemptFailed:
     """Run the step's JS once; a failure is returned, never raised (cancellation is).
 
-    ``announce(timestamp, monotonic)`` is awaited (beside the script) once the script
-    has started on a worker; it has returned before this function does. Waiting for
-    capacity is not part of ``step_timeout``: the backstop counts from the start.
-    ``on_log`` is passed to a runner that streams console lines (see ``_console``);
-    ``lib`` (the workflow's shared script) only when there is one.
+    ``announce(timestamp, monotonic)`` is called (synchronously) once the script has
+    started on a worker. Waiting for capacity is not part of ``step_timeout``: the
+    backstop counts from the start. ``on_log`` is passed to a runner that streams
+    console lines (see ``_console``); ``lib`` (the workflow's shared script),
+    ``on_host_call`` and ``shared`` only when given.
     """
-    start = _Start(step_timeout)
+    start = _Start(step_timeout, announce)
     options: dict[str, Any] = {} if on_log is None else {"on_log": on_log}
     if lib is not None:
         options["lib"] = lib
@@ -78,64 +78,38 @@ async def run_attempt(
         options["on_start"] = start.started
     else:
         start.started()  # a runner without on_start: its start is unknown, say now
-    execute = functools.partial(
-        runner.execute, js, globals=globals, api=api, timeout=step_timeout, **options
-    )
-    outcome: ExecutionLike | AttemptFailed
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(start.announce, announce)
-        try:
-            outcome = await _attempt(execute, start, step, attempt, js, globals, api)
-        finally:
-            start.settle()
-    return outcome
-
-
-async def _attempt(
-    execute: Callable[[], Awaitable[ExecutionLike]],
-    start: _Start,
-    step: str,
-    attempt: int,
-    js: str,
-    globals: Mapping[str, Any],
-    api: Mapping[str, Callable[..., Any]],
-) -> ExecutionLike | AttemptFailed:
     try:
         with start.backstop:
-            return await execute()
+            return await runner.execute(
+                js, globals=globals, api=api, timeout=step_timeout, **options
+            )
     except Exception as exc:
         logs = tuple(getattr(exc, "logs", ()) or ())
         failure = translate_error(exc, step=step, attempt=attempt, js=js, api=api)
         if isinstance(exc, pool_errors.InvalidValue):
             failure = name_the_value(failure, globals)
         return AttemptFailed(failure, logs)
+    finally:
+        start.ended = True
     # only the backstop gets here: the runner overran its own deadline
     return AttemptFailed(StepTimedOut(step, start.timeout, attempt=attempt), ())
 
 
 class _Start:
-    """When the script started: arms the backstop, lets the announcement go out."""
+    """When the script started: arms the backstop and announces the start."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, announce: Callable[[float, float], object]) -> None:
         self.timeout = timeout
         self.backstop = anyio.CancelScope()
-        self._at: tuple[float, float] | None = None
-        self._settled = anyio.Event()
+        self.ended = False  # an attempt that ended announces no late start
+        self._announce = announce
+        self._started = False
 
     def started(self) -> None:
-        if self._at is None:
-            self._at = (time.time(), time.monotonic())
+        if not self._started and not self.ended:
+            self._started = True
             self.backstop.deadline = anyio.current_time() + self.timeout + BACKSTOP_GRACE
-            self._settled.set()
-
-    def settle(self) -> None:
-        """The attempt is over: an announcement not yet due will not be made."""
-        self._settled.set()
-
-    async def announce(self, announce: Callable[[float, float], Awaitable[None]]) -> None:
-        await self._settled.wait()
-        if self._at is not None:
-            await announce(*self._at)
+            self._announce(time.time(), time.monotonic())
 
 
 @functools.cache

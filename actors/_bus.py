@@ -72,6 +72,22 @@ class EventBus:
             if subscription.matches(event.topic):
                 await subscription.offer(event)
 
+    def publish_event_nowait(self, event: BusEvent) -> bool:
+        """Publish ``event`` if no matching subscriber would make the publisher wait.
+
+        Returns False, having published nothing, if one would (a ``"block"``
+        subscriber with a full buffer): then :meth:`publish_event` it.
+        """
+        subscriptions = self._subscriptions
+        if subscriptions:
+            matching = [s for s in subscriptions if s.matches(event.topic)]
+            if not all(s.can_take_nowait() for s in matching):
+                return False
+            for subscription in matching:
+                subscription.offer_nowait(event)
+        self._published += 1
+        return True
+
     @asynccontextmanager
     async def subscribe(
         self,

@@ -47,10 +47,15 @@ def check_now(workflow: Workflow) -> None:
 
 
 class CheckedScripts:
-    """The scripts an engine has compiled already, so each is checked once."""
+    """The scripts an engine has compiled already, so each is checked once.
+
+    Runs started at once share the check of a script in flight (1000 concurrent
+    starts of a new workflow compile each script once, not 1000 times).
+    """
 
     def __init__(self) -> None:
         self._good: set[tuple[str, tuple[str, ...]]] = set()
+        self._checking: dict[tuple[str, tuple[str, ...]], anyio.Event] = {}
 
     async def check(self, runner: Any, workflow: Workflow, api: Iterable[str] = ()) -> None:
         """Raise :class:`StepSyntaxError` for the first script (in order) that does not
@@ -61,16 +66,26 @@ class CheckedScripts:
         from runtime_pool.errors import ScriptSyntaxError
 
         for script in scripts_of(workflow, api):
-            key = (script.code, script.names)
-            if key in self._good:
-                continue
             try:
-                await check(script.code, names=script.names)
+                await self._check_once(check, script.code, script.names)
             except ScriptSyntaxError as exc:
                 raise script.syntax_error(exc, workflow.name) from None
+
+    async def _check_once(self, check: Any, js: str, names: tuple[str, ...]) -> None:
+        key = (js, names)
+        while key not in self._good and key in self._checking:
+            await self._checking[key].wait()  # if that check failed, check again here
+        if key in self._good:
+            return
+        self._checking[key] = done = anyio.Event()
+        try:
+            await check(js, names=names)
             if len(self._good) >= 4096:
                 self._good.clear()
             self._good.add(key)
+        finally:
+            del self._checking[key]
+            done.set()
 
 
 @dataclass(frozen=True, slots=True)

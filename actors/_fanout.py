@@ -9,7 +9,7 @@ element to fail for good stops the others and fails the step, naming its index.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,9 +17,14 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from actors._attempt import AttemptFailed, name_the_value, translate_error
-from actors._audit import can_audit, step_api
-from actors._console import FLUSH_TIMEOUT, MAX_STREAMED_LINES, can_stream_logs
-from actors._events import HostCalled, LifecycleEvent, StepLogged
+from actors._audit import can_audit, host_call_events, step_api
+from actors._console import (
+    FLUSH_TIMEOUT,
+    MAX_STREAMED_LINES,
+    Announcement,
+    can_stream_logs,
+)
+from actors._events import LifecycleEvent, StepLogged
 from actors._log import get_logger
 from actors._messages import Failed, Message
 from actors._runner import LogEntry
@@ -157,10 +162,9 @@ class FanOut:
 
 @asynccontextmanager
 async def element_events(scope: RunScope, step: Step) -> AsyncIterator[ElementEvents]:
-    """An :class:`ElementEvents` whose publisher runs until the block ends."""
-    events = ElementEvents(scope, step)
+    """An :class:`ElementEvents` whose publisher (if one was needed) ends with the block."""
     async with anyio.create_task_group() as tg:
-        tg.start_soon(events.publish)
+        events = ElementEvents(scope, step, tg.start_soon)
         try:
             yield events
         except BaseException:  # cancelled: the queued events get a short while
@@ -173,26 +177,30 @@ async def element_events(scope: RunScope, step: Step) -> AsyncIterator[ElementEv
 
 
 class ElementEvents:
-    """One queue and one publisher task for the ``step.log`` and ``host.called`` events
-    of every element (rather than a queue and a task per element attempt).
+    """The ``step.log`` and ``host.called`` events of every element: each published at
+    once when the bus can take it without waiting and nothing is queued, else through
+    one queue and one publisher task for all elements (started on the first such event,
+    rather than a queue and a task per element attempt).
 
-    Each event waits for its attempt's ``step.started`` before it goes out; once the
-    elements are done, what is queued is published (for at most ``FLUSH_TIMEOUT``
-    seconds after a cancel); past ``MAX_STREAMED_LINES`` queued, events are dropped
-    and counted in a warning.
+    Each event goes out after its attempt's ``step.started``; once the elements are
+    done, what is queued is published (for at most ``FLUSH_TIMEOUT`` seconds after a
+    cancel); past ``MAX_STREAMED_LINES`` queued, events are dropped and counted in a
+    warning.
     """
 
-    def __init__(self, scope: RunScope, step: Step) -> None:
-        self._scope, self._step = scope, step
+    def __init__(self, scope: RunScope, step: Step, spawn: Callable[..., object]) -> None:
+        self._scope, self._step, self._spawn = scope, step, spawn
         self._send, self._receive = anyio.create_memory_object_stream[
-            tuple[anyio.Event, LifecycleEvent]
+            tuple[Announcement, LifecycleEvent]
         ](MAX_STREAMED_LINES)
+        self._pending = 0  # queued or being published
+        self._started = False
         self._logs = can_stream_logs(scope.runner)
         self._audit = bool(step_api(step, scope.api)) and can_audit(scope.runner)
         self.publisher = anyio.CancelScope(shield=True)
         self.dropped = 0
 
-    def callbacks(self, attempt: int, index: int, announced: anyio.Event) -> dict[str, Any]:
+    def callbacks(self, attempt: int, index: int, announcement: Announcement) -> dict[str, Any]:
         """The ``execute`` callbacks of one attempt of element ``index``."""
         scope = self._scope
         ids: dict[str, Any] = {
@@ -207,38 +215,42 @@ class ElementEvents:
 
             def on_log(line: Any) -> None:
                 level, text = str(getattr(line, "level", "log")), str(getattr(line, "text", line))
-                self._put(announced, StepLogged(level=level, text=text, **ids))
+                self._put(announcement, StepLogged(level=level, text=text, **ids))
 
             options["on_log"] = on_log
         if self._audit:
-            arguments = scope.audit_arguments
 
-            def on_host_call(call: Any) -> None:
-                held = tuple(call.arguments) if arguments else None
-                event = HostCalled(
-                    function=call.function,
-                    duration=call.duration,
-                    error=call.error,
-                    arguments=held,
-                    **ids,
-                )
-                self._put(announced, event)
+            def publish(event: LifecycleEvent) -> bool:
+                return self._put(announcement, event)
 
-            options["on_host_call"] = on_host_call
+            options["on_host_call"] = host_call_events(
+                publish, ids, arguments=scope.audit_arguments
+            )
         return options
 
     def close(self) -> None:
         """No more events: the publisher ends once it has published the queued ones."""
         self._send.close()
+        if not self._started:  # no publisher to close its end
+            self._receive.close()
 
-    def _put(self, announced: anyio.Event, event: LifecycleEvent) -> None:
+    def _put(self, announcement: Announcement, event: LifecycleEvent) -> bool:
+        if not self._pending and announcement.published and self._scope.emit_nowait(event):
+            return True
+        if not self._started:
+            self._started = True
+            self._spawn(self.publish)
         try:
-            self._send.send_nowait((announced, event))
+            self._send.send_nowait((announcement, event))
         except anyio.WouldBlock:
             self.dropped += 1
+            return False
+        self._pending += 1
+        return True
 
     async def publish(self) -> None:
         with self.publisher, self._receive:
-            async for announced, event in self._receive:
-                await announced.wait()  # after its attempt's step.started
+            async for announcement, event in self._receive:
+                await announcement.wait()  # after its attempt's step.started
                 await self._scope.emit(event)
+                self._pending -= 1

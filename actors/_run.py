@@ -79,6 +79,7 @@ class Run:
             api=env.api,
             runner=env.runner,
             emit=env.bus.publish_event,
+            emit_nowait=env.bus.publish_event_nowait,
             timeout=env.timeout,
             retry=env.retry,
             lib=workflow.lib_script,
@@ -121,6 +122,7 @@ class Run:
             with self._cancel_scope:
                 await self._emit(RunStarted(run_id=self.id, workflow=self.workflow))
                 async with anyio.create_task_group() as tg:
+                    self._scope.spawn = tg.start_soon
                     for actor in self._actors():
                         tg.start_soon(actor.run)
         except anyio.get_cancelled_exc_class():
@@ -329,10 +331,11 @@ async def wait_or_cancel(handle: RunHandle, timeout: float | None) -> RunResult:
     """The run's result; past ``timeout`` seconds, cancel it first. Cancelling the
     caller cancels the run."""
     try:
+        if timeout is None:
+            return await handle.wait()
         with anyio.move_on_after(timeout):
             return await handle.wait()
     except anyio.get_cancelled_exc_class():
         handle.cancel_nowait()
         raise
-    assert timeout is not None
     return await handle._time_out(timeout)

@@ -10,6 +10,7 @@ warning when a subscriber starts falling behind: never silent.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -74,7 +75,7 @@ class Subscription:
         self._delivered = 0
         self._dropped = 0
         self._behind = False
-        self._room = anyio.Event()  # set when a reader makes room (or on close)
+        self._waiting: deque[anyio.Event] = deque()  # blocked publishers, first come first
         self.closed = False
 
     def __repr__(self) -> str:
@@ -87,16 +88,26 @@ class Subscription:
 
     async def offer(self, event: BusEvent) -> None:
         """Queue ``event`` according to the policy; a closed subscription ignores it."""
+        if self.can_take_nowait():
+            self.offer_nowait(event)
+        else:
+            await self._send_blocking(event)
+
+    def can_take_nowait(self) -> bool:
+        """Whether :meth:`offer_nowait` can take an event now (room, a drop policy, closed)."""
+        if self._evict is not None or self.closed:
+            return True
+        return self._send.statistics().current_buffer_used < self._max_buffer
+
+    def offer_nowait(self, event: BusEvent) -> None:
+        """Queue ``event`` without waiting; only when :meth:`can_take_nowait` said so."""
         try:
             self._send.send_nowait(event)
         except anyio.WouldBlock:
-            if self._evict is not None:
-                self._evict.receive_nowait()
-                self._count_drop(event)
-                self._send.send_nowait(event)
-            else:
-                await self._send_blocking(event)
-                return
+            assert self._evict is not None, "offer_nowait on a full blocking subscription"
+            self._evict.receive_nowait()
+            self._count_drop(event)
+            self._send.send_nowait(event)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             return
         self._delivered += 1
@@ -114,15 +125,35 @@ class Subscription:
                 try:
                     self._send.send_nowait(event)
                 except anyio.WouldBlock:
-                    if self._room.is_set():
-                        self._room = anyio.Event()
-                    await self._room.wait()  # a reader took an event, or we closed
+                    await self._wait_for_room()
                     continue
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                     return
                 self._delivered += 1
                 return
         self._count_drop(event)
+
+    async def _wait_for_room(self) -> None:
+        """Wait in line until a reader takes an event (or the subscription closes).
+
+        Each event taken wakes one publisher: waking every waiting publisher at once
+        kept hundreds of them runnable, so their timeouts were never delivered (a
+        publish waited 22 s past a 1 s ``block_timeout`` with 1000 runs).
+        """
+        room = anyio.Event()
+        self._waiting.append(room)
+        try:
+            await room.wait()
+        except BaseException:
+            if room.is_set():
+                self._wake_one()  # it was given room it will not use: pass it on
+            else:
+                self._waiting.remove(room)
+            raise
+
+    def _wake_one(self) -> None:
+        if self._waiting:
+            self._waiting.popleft().set()
 
     def _count_drop(self, event: BusEvent) -> None:
         self._dropped += 1
@@ -143,7 +174,7 @@ class Subscription:
         """The next event; raises :class:`anyio.EndOfStream` once closed."""
         try:
             event = await self._receive.receive()
-            self._room.set()
+            self._wake_one()
         except anyio.ClosedResourceError:
             raise anyio.EndOfStream from None
         if self._behind and self._receive.statistics().current_buffer_used == 0:
@@ -173,8 +204,9 @@ class Subscription:
         """Stop receiving; publishers skip this subscription from now on."""
         if self.closed:
             return
-        self._room.set()
         self.closed = True
+        while self._waiting:
+            self._waiting.popleft().set()
         self._send.close()
         self._receive.close()
         if self._evict is not None:

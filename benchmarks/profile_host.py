@@ -37,7 +37,7 @@ from runtime_pool import RuntimePool
 
 from ._measure import run_batch
 from ._procfs import cpu_seconds
-from ._shapes import Shape, diamond_io, seed_dag
+from ._shapes import Shape, chain, diamond_io, seed_dag
 
 Batch = Callable[[], Awaitable[list[Any]]]
 
@@ -172,7 +172,7 @@ async def main(
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shape", choices=("seed", "io"), default="seed")
+    parser.add_argument("--shape", choices=("seed", "io", "chain"), default="seed")
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--top", type=int, default=25)
@@ -180,7 +180,8 @@ if __name__ == "__main__":
     parser.add_argument("--save", type=Path, help="also write the raw profile (pstats) here")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    shape = seed_dag() if args.shape == "seed" else diamond_io(0.01)
+    shapes = {"seed": seed_dag, "io": lambda: diamond_io(0.01), "chain": lambda: chain(100)}
+    shape = shapes[args.shape]()
     anyio.run(main, shape, args.runs, args.batches, args.top, args.wall, args.save)
     sys.stdout.flush()
     os._exit(0)  # jsrun may segfault at interpreter exit (JSRUN_FACTS.md)

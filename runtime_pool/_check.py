@@ -6,11 +6,11 @@ from collections.abc import Iterable
 from typing import Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from . import errors
+from ._inbox import Frame, RunInbox
 from ._run import WorkerGone, check_code, check_name
-from ._slot import ActiveRun, Frame, Slot
+from ._slot import ActiveRun, Slot
 
 __all__ = ("CheckLost", "check_request", "drive_check", "syntax_error")
 
@@ -31,7 +31,7 @@ def check_request(code: str, names: Iterable[str]) -> tuple[str, list[str]]:
 async def drive_check(
     slot: Slot,
     run: ActiveRun,
-    inbox: MemoryObjectReceiveStream[Frame],
+    inbox: RunInbox,
     code: str,
     names: list[str],
     timeout: float,

@@ -12,7 +12,7 @@
   const sandboxRandom = G.__sandboxRandom;  // from _random.js
   const MathObject = Math;
   const core = G.__bootstrap.core;
-  const [opNext, opCall, opReport, opTick, opLog, opChecked] = ops;
+  const [opNext, opCall, opReport, opTick, opLog, opChecked, opIdle] = ops;
   // The run a piece of JS works for travels with it through awaits, timers and
   // promise jobs as V8's continuation data (deno_core's async context); an
   // unhandled rejection is reported with the context it was rejected in.
@@ -28,12 +28,15 @@
   const { isArray } = Array;
   const StringCtor = String;
   const NumberIsFinite = Number.isFinite;
+  const NumberCtor = Number;
+  const dateNow = Date.now;
   const ErrorCtor = Error;
   const TypeErrorCtor = TypeError;
   const RangeErrorCtor = RangeError;
   const DatePrototype = Date.prototype;
   const dateToISOString = Date.prototype.toISOString;
   const MapCtor = Map;
+  const PromiseCtor = Promise;
   const SetCtor = Set;
   const AsyncFunction = (async function () {}).constructor;
   const FunctionCtor = Function;
@@ -53,6 +56,27 @@
   const arrayPush = uncurry(Array.prototype.push);
   const arrayJoin = uncurry(Array.prototype.join);
   const stringSlice = uncurry(String.prototype.slice);
+
+  // ---- what the worker needs to know before it may be parked -------------------
+  // `activity` moves whenever something happened that may give this runtime more
+  // to do; `called` counts host ops called (all but next, probe and idle), and
+  // `answered` the replies of host calls and ticks taken in. See probeIdle().
+  let activity = 0, called = 0, answered = 0;
+  function hostOp(op, ...args) {
+    called++;
+    activity++;
+    return callAsync(op, ...args);
+  }
+  function answer(value) {
+    answered++;
+    activity++;
+    return value;
+  }
+  function answerError(e) {
+    answered++;
+    activity++;
+    throw e;
+  }
 
   // ---- values crossing the boundary ----------------------------------------
   class BoundaryError extends ErrorCtor {}
@@ -222,7 +246,7 @@
     arrayPush(r.logs, [level, text]);
     if (r.streamLogs && !r.logsTruncated) {  // each line as it is written; the marker,
       // whose count grows, comes with the outcome (the host passes it on then)
-      apply(promiseThen, callAsync(opLog, r.token, level, text), [noop, noop]);
+      apply(promiseThen, hostOp(opLog, r.token, level, text), [noop, noop]);
     }
   }
   function makeConsole(r) {
@@ -236,30 +260,37 @@
   }
 
   // ---- timers: per run, numbered per run, all cleared when the run ends -------------
+  // Each timer is {real, ms, due}: the worker is woken for the earliest `due`.
   function makeTimer(r, real, repeat) {
     return function (callback, delay, ...args) {
       if (typeof callback !== "function") throw new TypeErrorCtor("callback must be a function");
       if (!r.live) return 0;
       const id = r.nextTimer++;
-      const realId = real(() => {
+      let ms = NumberCtor(delay);  // coerced once, as jsrun's own timers do
+      ms = NumberIsFinite(ms) && ms > 0 ? ms : 0;
+      const timer = { real: 0, ms, due: dateNow() + ms };
+      activity++;
+      timer.real = real(() => {
         if (!r.live) return;
-        if (!repeat) mapDelete(r.timers, id);
+        activity++;
+        if (repeat) timer.due = dateNow() + ms;
+        else mapDelete(r.timers, id);
         try {
           inRun(r, callback, undefined, args);
         } catch (e) {
           fail(r, e);
         }
-      }, delay);
-      mapSet(r.timers, id, realId);
+      }, ms);
+      mapSet(r.timers, id, timer);
       return id;
     };
   }
   function makeClear(r) {
     return function (id) {
-      const realId = mapGet(r.timers, id);
-      if (realId === undefined) return;
+      const timer = mapGet(r.timers, id);
+      if (timer === undefined) return;
       mapDelete(r.timers, id);
-      realClearTimeout(realId);
+      realClearTimeout(timer.real);
     };
   }
   function makeQueueMicrotask(r) {
@@ -272,8 +303,18 @@
     };
   }
   function clearRunTimers(r) {
-    for (const realId of r.timers.values()) realClearTimeout(realId);
+    for (const timer of r.timers.values()) realClearTimeout(timer.real);
     mapClear(r.timers);
+  }
+  // Milliseconds until the earliest timer of a run in flight is due; -1 if none.
+  function untilNextTimer() {
+    let due = Infinity;
+    for (const r of runs.values()) {
+      for (const timer of r.timers.values()) if (timer.due < due) due = timer.due;
+    }
+    if (due === Infinity) return -1;
+    const left = due - dateNow();
+    return left > 0 ? left : 0;
   }
   function outsideRun(name) {
     return function () {
@@ -299,7 +340,7 @@
     const fn = async (...args) => {
       if (!r.live) throw new ErrorCtor(`host function ${name}() called after its run ended`);
       const argsJson = argumentsJson(args, name);
-      const reply = await callAsync(opCall, r.token, name, argsJson);
+      const reply = await apply(promiseThen, hostOp(opCall, r.token, name, argsJson), [answer, answerError]);
       if (!r.live) return new Promise(() => {});  // the run is over: its continuation never runs
       if (reply[0] === "ok") return parse(reply[1]);
       throw new ErrorCtor(reply[1]);
@@ -462,7 +503,7 @@
   }
   function report(r, kind, payload) {
     mapDelete(runs, r.token);
-    const sent = callAsync(opReport, r.token, kind, payload, stringify(r.logs), pendingAsync);
+    const sent = hostOp(opReport, r.token, kind, payload, stringify(r.logs), pendingAsync);
     apply(promiseThen, sent, [noop, noop]);
   }
   function end(r, kind, payload) {
@@ -635,7 +676,7 @@
     close(r);
     // One host round trip before the success is reported: a run that leaves a
     // microtask flood behind never gets past it, and times out.
-    apply(promiseThen, callAsync(opTick), [() => report(r, "ok", outcome[1]), noop]);
+    apply(promiseThen, hostOp(opTick), [() => report(r, "ok", answer(outcome[1])), () => answer()]);
   }
 
   function start(token, code, globalNames, apiNames, inputJson, streamLogs, lib, shared) {
@@ -700,25 +741,55 @@
     } catch (e) {
       outcome = [describeError(e).message, null, null];
     }
-    apply(promiseThen, callAsync(opChecked, token, stringify(outcome)), [noop, noop]);
+    apply(promiseThen, hostOp(opChecked, token, stringify(outcome)), [noop, noop]);
+  }
+
+  // ---- idle probe -------------------------------------------------------------------
+  // Is this runtime idle: waiting only for host replies and timers? Asked by the
+  // worker after a quiet moment. One timer turn later (the microtask queue has
+  // drained and pending unhandled rejections have been dispatched by then; a host
+  // op's round trip does not wait for the latter), nothing may have happened since
+  // the question came in. The worker checks the counts against its
+  // own: every host op called has started there, every reply sent has been taken
+  // in here (one taken in after this check shows as a count that differs).
+  // The loop waits for the last probe before it returns: closing a runtime with a
+  // host op in flight can block.
+  let probing = null;
+  function probeIdle(id) {
+    const mark = activity;
+    probing = new PromiseCtor((resolve) => {
+      realSetTimeout(() => {
+        const idle = activity === mark && pendingAsync === 0;
+        const next = idle ? untilNextTimer() : -1;
+        resolve(apply(promiseThen, callAsync(opIdle, id, idle, called, answered, next), [noop, noop]));
+      }, 0);
+    });
   }
 
   // The dispatch loop: one long-lived call per runtime. Each host answer is a batch
   // of commands: ["run", token, code, globalNames, apiNames, inputsJson, streamLogs, lib,
   // shared ([key, names, json] or null)],
   // ["check", token, code, names] (compile only), ["abandon", token] (its deadline
-  // passed or its caller left) or ["stop"].
+  // passed or its caller left), ["idle", id] (the probe above) or ["stop"].
   async function serve() {
     for (;;) {
       const batch = await callAsync(opNext);
       for (let i = 0; i < batch.length; i++) {
         const c = batch[i];
+        if (c[0] === "idle") {
+          probeIdle(c[1]);
+          continue;
+        }
+        activity++;
         if (c[0] === "run") start(c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]);
         else if (c[0] === "check") check(c[1], c[2], c[3]);
         else if (c[0] === "abandon") {
           const r = mapGet(runs, c[1]);
           if (r !== undefined && r.live) end(r, "abandoned", "");
-        } else if (c[0] === "stop") return;
+        } else if (c[0] === "stop") {
+          if (probing !== null) await probing;
+          return;
+        }
       }
     }
   }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -241,8 +242,10 @@ class RuntimePool:
                     if streamed is not None:
                         streamed.fill(error)
                     raise error from None
-                self._reruns += 1  # no effect outside yet: run it again, alone this time
-                solo = rerun = True
+                # No effect outside yet: run it again, alone this time (which pins a
+                # crash on its run), unless the worker was killed from outside.
+                self._reruns += 1
+                solo, rerun = evicted.reason != "killed", True
                 if streamed is not None:
                     streamed.rerun()
             except errors.RuntimePoolError as error:
@@ -353,7 +356,9 @@ class RuntimePool:
     async def _keep_worker(self) -> None:
         """Own one worker process for its whole life; replace it when it dies."""
         try:
-            process = await WorkerProcess.spawn(self._worker_config, max_frame=self._max_frame)
+            # Shielded: a spawn cut short by the pool closing would leave its process behind.
+            with anyio.CancelScope(shield=True):
+                process = await WorkerProcess.spawn(self._worker_config, max_frame=self._max_frame)
         except OSError as exc:
             if not self._started.is_set():
                 self._fail_start(errors.RuntimePoolError(f"cannot start a worker: {exc}"))
@@ -398,6 +403,10 @@ class RuntimePool:
                 process.kill()
                 return
             op = header["op"]
+            if op == "idle":
+                slot.on_idle(header["seen"], header["wake"])
+                continue
+            slot.heard()
             if op in ("call", "log", "result"):
                 await slot.deliver(header, payload)
             elif op == "ready":
@@ -458,7 +467,8 @@ class RuntimePool:
             logger.warning("worker_crashed", pid=slot.process.pid, exit_code=code, stderr=tail[-5:])
         if not slot.ready_once:
             self._fail_start(errors.RuntimePoolError(f"worker failed to start: {tail[-5:]}"))
-        slot.fail_runs(slot.death or _crash_error(code, tail, self.heap_limit))
+        cause = "killed" if code == -signal.SIGKILL else "crashed"
+        slot.fail_runs(slot.death or _crash_error(code, tail, self.heap_limit), cause)
 
     # ---- introspection -----------------------------------------------------------------
 
@@ -492,11 +502,23 @@ class RuntimePool:
         )
 
 
+_EVICTED_BY = {
+    "killed": "this run's worker was killed from outside (SIGKILL)",
+    "crashed": "this run's worker died with other runs in it",
+    "unresponsive": "this run's worker stopped answering and was killed",
+}
+
+
 def _evicted_error(evicted: Evicted) -> errors.SandboxCrashed:
-    return errors.SandboxCrashed(
+    what = _EVICTED_BY.get(evicted.reason) or (
         f"another script in this run's worker broke a limit ({evicted.reason}) and its "
-        "runtime was stopped; this run had already called a host function, so it was not "
-        "run again (retrying it repeats those calls)"
+        "runtime was stopped"
+    )
+    if not evicted.called:
+        return errors.SandboxCrashed(f"{what}; this run had been run again once already")
+    return errors.SandboxCrashed(
+        f"{what}; this run had already called a host function, so it was not run again "
+        "(retrying it repeats those calls)"
     )
 
 

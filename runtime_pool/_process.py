@@ -1,13 +1,15 @@
 """One sandbox worker process, seen from the pool: the only module that touches processes.
 
 It spawns ``python -m runtime_pool._sandbox``, moves frames over the worker's
-stdin/stdout, parks the worker with SIGSTOP while idle (an idle jsrun runtime
-spins a core) and wakes it with SIGCONT, keeps the tail of its stderr for crash
-reports, and stops it for good.
+stdin/stdout (counting the frames written, so a worker's idle report can be
+matched against them), parks the worker with SIGSTOP (a jsrun runtime spins a
+core even while it only waits) and wakes it with SIGCONT before every frame,
+keeps the tail of its stderr for crash reports, and stops it for good.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -41,12 +43,18 @@ class WorkerProcess:
         self._process = process
         assert process.stdout is not None and process.stdin is not None
         self._stdin = process.stdin
+        # anyio's stream yields to the event loop after every write; with many runs per
+        # worker that made each frame wait one loop iteration for the lock (replies
+        # queued past their run's deadline on a busy host). Write to the pipe directly.
+        writer = getattr(process.stdin, "_stream", None)
+        self._writer = writer if isinstance(writer, asyncio.StreamWriter) else None
         self._stdout = BufferedByteReceiveStream(process.stdout)
         self._send_lock = anyio.Lock(fast_acquire=True)  # no scheduling round trip when free
         self._max_frame = max_frame
         self.stderr_tail: deque[str] = deque(maxlen=_STDERR_LINES)
         self.stderr_closed = anyio.Event()
         self.parked = False
+        self.written = 0  # frames written (or being written) to the worker
 
     @classmethod
     async def spawn(cls, config: Mapping[str, Any], *, max_frame: int) -> WorkerProcess:
@@ -68,11 +76,17 @@ class WorkerProcess:
         return self._process.returncode
 
     async def send(self, header: dict[str, Any], payload: bytes = b"") -> None:
-        """Write one frame, waking the worker first if it is parked."""
+        """Write one frame, waking the worker first if it is parked.
+
+        A frame is written whole or not at all: cancellation can interrupt only the
+        wait for the pipe, so a cancelled ``send`` never reached the worker.
+        """
         frame = _protocol.encode(header, payload)
         async with self._send_lock:
             self.unpark()
-            await self._stdin.send(frame)
+            self.written += 1
+            with anyio.CancelScope(shield=True):
+                await self._write(frame)
 
     async def send_built(self, build: Callable[[], tuple[dict[str, Any], bytes]]) -> None:
         """Write the frame ``build()`` returns, building it only once it can be sent.
@@ -83,7 +97,21 @@ class WorkerProcess:
         async with self._send_lock:
             header, payload = build()
             self.unpark()
-            await self._stdin.send(_protocol.encode(header, payload))
+            self.written += 1
+            await self._write(_protocol.encode(header, payload))
+
+    async def _write(self, frame: bytes) -> None:
+        """Write ``frame`` at once; wait only while the pipe is full (never yield else)."""
+        if self._writer is None:
+            await self._stdin.send(frame)
+            return
+        if self._writer.is_closing():
+            raise anyio.ClosedResourceError
+        try:
+            self._writer.write(frame)
+            await self._writer.drain()
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            raise anyio.BrokenResourceError from exc
 
     async def receive(self) -> tuple[dict[str, Any], bytes]:
         """Read one frame; raises ``anyio.IncompleteRead`` or ``EndOfStream`` at exit."""
@@ -110,7 +138,11 @@ class WorkerProcess:
         self.stderr_closed.set()
 
     def park(self) -> None:
-        """Stop the idle worker (SIGSTOP): it uses no CPU until :meth:`unpark`."""
+        """Stop the worker (SIGSTOP): it uses no CPU until :meth:`unpark`.
+
+        Only once the worker said it is idle (see ``_slot``): stopped in the middle
+        of its own work, a guarded jsrun call would outlast its guard and end it.
+        """
         if not self.parked and self._signal(signal.SIGSTOP):
             self.parked = True
 

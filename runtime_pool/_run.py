@@ -14,13 +14,13 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream
 
 from . import _protocol, errors
+from ._inbox import Frame, RunInbox
 from ._log import get_logger
 from ._results import Execution, HostCall, LogLine
 from ._shared import Shared, sent_keys
-from ._slot import ActiveRun, Frame, Slot
+from ._slot import ActiveRun, Slot
 from ._threads import HostThreads
 
 __all__ = (
@@ -157,7 +157,7 @@ class Evicted(Exception):
 async def drive_run(
     slot: Slot,
     run: ActiveRun,
-    inbox: MemoryObjectReceiveStream[Frame],
+    inbox: RunInbox,
     request: RunRequest,
     limits: Limits,
     on_start: Callable[[], object] | None = None,
@@ -184,6 +184,7 @@ async def drive_run(
             payload = shared.data + payload
     started = time.perf_counter()
     result: Frame | None = None
+    sent = False
     try:
         with anyio.move_on_after(request.timeout + _BACKSTOP_GRACE):
             try:
@@ -191,6 +192,7 @@ async def drive_run(
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
                 slot.dead = True
                 raise WorkerGone from None
+            sent = True
             if on_start is not None:
                 on_start()
             if request.api or on_log is not None:
@@ -202,7 +204,9 @@ async def drive_run(
     except WorkerGone:
         raise
     except BaseException:
-        if result is None and not slot.dead:
+        # A run cancelled before its frame went out is unknown to the worker, which
+        # would never answer its cancel (the worker was killed as unresponsive).
+        if sent and result is None and not slot.dead:
             await _abandon(slot, run.token, inbox, on_log)
         raise
     finally:
@@ -224,28 +228,53 @@ async def drive_run(
 async def _serve_frames(
     slot: Slot,
     run: ActiveRun,
-    inbox: MemoryObjectReceiveStream[Frame],
+    inbox: RunInbox,
     request: RunRequest,
     limits: Limits,
     on_log: Callable[[LogLine], object] | None,
 ) -> Frame | None:
-    """Serve the run's host calls and pass on its log lines until its result arrives."""
-    calls = _HostCalls(slot, run.token, request.api, limits, request.on_host_call)
+    """Pass on the run's log lines and serve its host calls until its result arrives.
+
+    The task group that serves host calls is opened only at the first call.
+    """
+    while True:
+        frame = await _next_frame(inbox)
+        if frame is None or frame[0]["op"] == "result":
+            return frame
+        if frame[0]["op"] == "call":
+            calls = _HostCalls(slot, run.token, request.api, limits, request.on_host_call)
+            return await _serve_calls(frame, calls, inbox, on_log)
+        _pass_log(frame, on_log)
+
+
+async def _serve_calls(
+    first: Frame,
+    calls: _HostCalls,
+    inbox: RunInbox,
+    on_log: Callable[[LogLine], object] | None,
+) -> Frame | None:
     async with anyio.create_task_group() as tg:
+        calls.start(tg, first)
         async for frame in inbox:
             op = frame[0]["op"]
             if op == "call":
                 calls.start(tg, frame)
             elif op == "log":
-                if on_log is not None:
-                    on_log(LogLine(frame[0]["level"], frame[0]["text"]))
+                _pass_log(frame, on_log)
             else:
-                tg.cancel_scope.cancel()  # the result: host calls still running are cancelled
+                if calls.tasks:  # the result: host calls still running are cancelled
+                    tg.cancel_scope.cancel()
                 return frame
+        tg.cancel_scope.cancel()  # the worker ended: no one is left to answer
     return None
 
 
-async def _next_frame(inbox: MemoryObjectReceiveStream[Frame]) -> Frame | None:
+def _pass_log(frame: Frame, on_log: Callable[[LogLine], object] | None) -> None:
+    if on_log is not None:
+        on_log(LogLine(frame[0]["level"], frame[0]["text"]))
+
+
+async def _next_frame(inbox: RunInbox) -> Frame | None:
     try:
         return await inbox.receive()
     except anyio.EndOfStream:
@@ -255,7 +284,7 @@ async def _next_frame(inbox: MemoryObjectReceiveStream[Frame]) -> Frame | None:
 async def _abandon(
     slot: Slot,
     token: int,
-    inbox: MemoryObjectReceiveStream[Frame],
+    inbox: RunInbox,
     on_log: Callable[[LogLine], object] | None,
 ) -> None:
     """Stop a run whose caller went away; kill the worker if it does not answer in time.
@@ -332,6 +361,7 @@ class _HostCalls:
         self._on_call = on_call
         self._in_flight = 0
         self._held = 0
+        self.tasks = 0  # calls and refusals not yet replied to
 
     def start(self, tg: TaskGroup, frame: Frame) -> None:
         header, payload = frame
@@ -343,9 +373,17 @@ class _HostCalls:
         else:
             self._in_flight += 1
             self._held += len(payload)
+            self.tasks += 1
             tg.start_soon(self._serve, header, payload)
             return
-        tg.start_soon(self._reply, header, "error", f"{header['name']}() refused: {refusal}")
+        self.tasks += 1
+        tg.start_soon(self._refuse, header, f"{header['name']}() refused: {refusal}")
+
+    async def _refuse(self, header: dict[str, Any], refusal: str) -> None:
+        try:
+            await self._reply(header, "error", refusal)
+        finally:
+            self.tasks -= 1
 
     async def _serve(self, header: dict[str, Any], payload: bytes) -> None:
         """Call the function and send its reply; the call counts as in flight until
@@ -372,6 +410,7 @@ class _HostCalls:
         finally:
             self._in_flight -= 1
             self._held -= len(payload)
+            self.tasks -= 1
 
     async def _reply(self, header: dict[str, Any], kind: str, value: Any) -> None:
         what = f"the value returned by {header['name']}()"

@@ -32,7 +32,7 @@ _GLUE = resources.files(__package__).joinpath("_glue.js").read_text()
 _RANDOM = resources.files(__package__).joinpath("_random.js").read_text()
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _JSRUN_GUARD = 1.0  # a jsrun call that blocks longer than this ends the process
-_TERMINATE_GRACE = 0.15
+_TERMINATE_GRACE = 0.5  # a starved worker can need more than 0.15 s; past it, the worker ends
 _CHECK_GUARD = 10.0  # creating, compiling in and closing a throwaway runtime (~15 ms)
 _PR_SET_PDEATHSIG = 1
 
@@ -71,9 +71,11 @@ def _guarded(seconds: float) -> Iterator[None]:
 class _Sandbox:
     """One hardened runtime plus the dispatch loop function the glue returned."""
 
-    def __init__(self, config: SandboxConfig, ops: dict[str, Callable[..., Awaitable[Any]]]):
+    def __init__(
+        self, config: SandboxConfig, ops: Callable[[], dict[str, Callable[..., Awaitable[Any]]]]
+    ):
         self._config = config
-        self._ops = ops
+        self._ops = ops  # the host ops for each new runtime
         self.runs = 0  # runs started on this runtime
         self._terminated = False
         self._statm = os.open("/proc/self/statm", os.O_RDONLY)
@@ -92,7 +94,7 @@ class _Sandbox:
                 max_serialization_depth=16,
             )
         )
-        ids = [runtime.register_op(name, fn, mode="async") for name, fn in self._ops.items()]
+        ids = [runtime.register_op(name, fn, mode="async") for name, fn in self._ops().items()]
         runtime.eval(_RANDOM)(list(struct.unpack("8I", os.urandom(32))))  # Math.random's key
         factory = runtime.eval(_GLUE)
         serve = factory(ids, c.max_value_bytes, c.max_depth, c.max_log_lines, c.max_log_chars)

@@ -5,11 +5,13 @@ abandon one); the loop's host ops come back here (next batch, host call, outcome
 Each run has its own deadline: a run that is only waiting is abandoned in place;
 if the JS does not take the abandon within a short probe, a script holds the
 thread and the runtime is terminated, failing or evicting the runs it held.
+While every run only waits, the worker tells the pool it may be parked (``_quiet``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -21,6 +23,7 @@ from typing import Any
 
 from . import _protocol
 from ._position import locate
+from ._quiet import Quiet
 from ._sandbox import SandboxConfig, _Sandbox, syntax_position
 from ._shared import KeptKeys, take_shared
 
@@ -28,7 +31,10 @@ __all__ = ("Worker",)
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _SAMPLE_EVERY = 0.005
-_PROBE_GRACE = 0.1  # a run past its deadline that the JS does not abandon in this time
+_PROBE_EVERY = 0.1  # how often a run past its deadline checks that the JS is still taking commands
+# The dispatch loop has not come back for commands this long after a run was abandoned:
+# a script holds the thread. (0.1 s mistook a starved worker for a held one.)
+_HELD_AFTER = 0.5
 _STOP_GRACE = 0.5  # time for the dispatch loop to return when asked to stop
 _IDLE_CHECK = 0.005  # a worker with no run in flight this long checks its runtime
 
@@ -41,6 +47,7 @@ class _Run:
     calls: set[int] = field(default_factory=set)
     held: int = 0  # bytes of host-call arguments in flight
     ending: str | None = None  # "timeout" or "cancelled" once the worker gave up on it
+    given_up: float = 0.0  # when the worker gave up on it
 
 
 class Worker:
@@ -55,6 +62,7 @@ class Worker:
         self._commands: list[list[Any]] = []
         self._poll: asyncio.Future[None] | None = None
         self._generation = 0  # bumped for each new dispatch loop
+        self._cycled = 0.0  # when the dispatch loop last came back for commands
         self._backlog: list[tuple[dict[str, Any], str]] = []
         self._shared = KeptKeys()  # shared globals sent by the host (see _shared.py)
         self._accepting = False
@@ -68,6 +76,13 @@ class Worker:
         self._idle_check: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._checks: dict[int, tuple[str, list[str]]] = {}  # syntax checks in flight
+        self._quiet = Quiet(self._send, self._push, self._parkable)
+        self._sandbox = _Sandbox(config, self._ops)
+
+    def _ops(self) -> dict[str, Callable[..., Awaitable[Any]]]:
+        """The host ops of a new runtime, each bound to that runtime's epoch."""
+        epoch = self._quiet.new_runtime()
+        self._checks.clear()  # a check in flight on the old runtime is lost (the pool asks again)
         ops: dict[str, Callable[..., Awaitable[Any]]] = {
             "next": self._op_next,
             "call": self._op_call,
@@ -75,8 +90,9 @@ class Worker:
             "tick": self._op_tick,
             "log": self._op_log,
             "checked": self._op_checked,
+            "idle": self._quiet.op_idle,
         }
-        self._sandbox = _Sandbox(config, ops)
+        return {name: functools.partial(op, epoch) for name, op in ops.items()}
 
     # ---- frames ------------------------------------------------------------------
 
@@ -99,6 +115,7 @@ class Worker:
                 payload = await reader.readexactly(payload_len)
             except asyncio.IncompleteReadError:
                 break
+            self._quiet.frame()
             if not self._dispatch(header, payload):
                 break
         sys.stderr.flush()
@@ -137,6 +154,7 @@ class Worker:
         self._start_backlog()
 
     def _start_loop(self) -> None:
+        self._quiet.loop_restarted()
         self._generation += 1
         if self._poll is not None and not self._poll.done():
             self._poll.set_result(None)  # wakes the old loop's poll, which then returns nothing
@@ -148,6 +166,26 @@ class Worker:
         backlog, self._backlog = self._backlog, []
         for header, inputs in backlog:
             self._start(header, inputs)
+        if self._alone():
+            self._quiet.alone()
+
+    def _alone(self) -> bool:
+        """No run or check in flight or waiting, and the runtime is ready."""
+        busy = self._runs or self._checks or self._backlog or self._idle_check
+        return not busy and self._accepting and not self._recycling and not self._breaking
+
+    def _parkable(self) -> float | None:
+        """The earliest run deadline while runs may all be waiting; else None."""
+        if not self._runs or self._backlog or self._checks or self._loop_task is None:
+            return None
+        if not self._accepting or self._recycling or self._breaking:
+            return None
+        earliest = float("inf")
+        for run in self._runs.values():
+            if run.ending is not None:
+                return None  # its abandon is under way
+            earliest = min(earliest, run.deadline.when())
+        return earliest
 
     async def _keep_loop(self, generation: int) -> None:
         try:
@@ -170,8 +208,9 @@ class Worker:
         if self._poll is not None and not self._poll.done():
             self._poll.set_result(None)
 
-    async def _op_next(self) -> list[list[Any]]:
+    async def _op_next(self, epoch: int) -> list[list[Any]]:
         generation = self._generation
+        self._cycled = time.perf_counter()  # the JS ran every command it was given so far
         if not self._commands:
             self._poll = asyncio.get_running_loop().create_future()
             await self._poll
@@ -180,22 +219,39 @@ class Worker:
         batch, self._commands = self._commands, []
         return batch
 
-    async def _op_tick(self) -> None:
+    async def _op_tick(self, epoch: int) -> None:
         # Really suspend: an op that completes at once can be resolved inside the
         # microtask checkpoint, and the tick must prove the checkpoint ended.
-        await asyncio.sleep(0)
+        quiet = self._quiet
+        quiet.started(epoch)
+        quiet.tick(epoch, 1)
+        try:
+            await asyncio.sleep(0)
+        finally:
+            quiet.tick(epoch, -1)
+            quiet.answered(epoch)
 
-    async def _op_log(self, token: int, level: str, text: str) -> None:
+    async def _op_log(self, epoch: int, token: int, level: str, text: str) -> None:
+        self._quiet.started(epoch)
         if token in self._runs:
             self._send({"op": "log", "id": token, "level": level, "text": text})
 
-    async def _op_checked(self, token: int, outcome: str) -> None:
+    async def _op_checked(self, epoch: int, token: int, outcome: str) -> None:
+        self._quiet.started(epoch)
         code, names = self._checks.pop(token, ("", []))
         heap = self._config.heap_limit
         syntax = locate(json.loads(outcome), code, names, lambda s: syntax_position(s, heap))
         self._send({"op": "result", "id": token, "kind": "checked", "syntax": syntax})
+        self._when_idle()
 
-    async def _op_call(self, token: int, name: str, args_json: str) -> list[str]:
+    async def _op_call(self, epoch: int, token: int, name: str, args_json: str) -> list[str]:
+        self._quiet.started(epoch)
+        try:
+            return await self._call(token, name, args_json)
+        finally:
+            self._quiet.answered(epoch)
+
+    async def _call(self, token: int, name: str, args_json: str) -> list[str]:
         run = self._runs.get(token)
         if run is None or run.ending is not None:
             return ["error", f"host function {name}() called after its run ended"]
@@ -219,8 +275,9 @@ class Worker:
             self._replies.pop(call, None)
 
     async def _op_report(
-        self, token: int, kind: str, payload: str, logs: str, pending_async: int
+        self, epoch: int, token: int, kind: str, payload: str, logs: str, pending_async: int
     ) -> None:
+        self._quiet.started(epoch)
         self._pending_async = int(pending_async)
         run = self._runs.pop(token, None)
         if run is None:
@@ -263,16 +320,40 @@ class Worker:
     def _give_up(self, token: int, reason: str) -> None:
         """Abandon a run in place; if the JS cannot take that, a script holds the thread."""
         run = self._runs.get(token)
-        if run is None or run.ending is not None:
+        if run is None:
+            self._drop_waiting(token, reason)
+            return
+        if run.ending is not None:
             return
         run.ending = reason
+        run.given_up = time.perf_counter()
         self._push(["abandon", token])
-        asyncio.get_running_loop().call_later(_PROBE_GRACE, self._probe, token)
+        self._quiet.pushed()
+        asyncio.get_running_loop().call_later(_PROBE_EVERY, self._probe, token)
+
+    def _drop_waiting(self, token: int, reason: str) -> None:
+        """A run still waiting for the runtime (a recycle) never starts: answer at once.
+
+        Ignoring it left the pool waiting for an answer to its cancel, and the worker
+        was killed as unresponsive with every run in it.
+        """
+        for index, (header, _) in enumerate(self._backlog):
+            if header["id"] == token and header["op"] == "run":
+                del self._backlog[index]
+                header = {"op": "result", "id": token, "kind": reason, "logs": [], "detail": ""}
+                self._send({**header, "duration": 0.0, "memory": self._peak})
+                return
 
     def _probe(self, token: int) -> None:
-        if token in self._runs and not self._breaking and self._sandbox.closed():
+        """The run is still not reported: the JS is slow (wait), or held, or dead."""
+        run = self._runs.get(token)
+        if run is None or self._breaking:
+            return
+        if self._sandbox.closed():
             self._runtime_died()
-        elif token in self._runs and not self._breaking:
+        elif time.perf_counter() - max(self._cycled, run.given_up) < _HELD_AFTER:
+            asyncio.get_running_loop().call_later(_PROBE_EVERY, self._probe, token)
+        else:
             culprits = {t for t, r in self._runs.items() if r.ending is not None}
             self._break("timeout", culprits)
 
@@ -319,13 +400,19 @@ class Worker:
         if not self._accepting:
             self._recycling = True
             self._spawn(self._recycle(check=False))
-        elif self._idle_check is None:
-            loop = asyncio.get_running_loop()
-            self._idle_check = loop.call_later(_IDLE_CHECK, self._check_when_idle)
+        else:
+            self._when_idle()
+
+    def _when_idle(self) -> None:
+        """No run in flight: check the runtime shortly (then the pool may park the worker)."""
+        if self._runs or self._checks or self._idle_check is not None or self._recycling:
+            return
+        loop = asyncio.get_running_loop()
+        self._idle_check = loop.call_later(_IDLE_CHECK, self._check_when_idle)
 
     def _check_when_idle(self) -> None:
         self._idle_check = None
-        if not self._runs and self._accepting and not self._recycling and not self._breaking:
+        if self._alone():
             self._recycling = True
             self._spawn(self._recycle(check=True))
 
@@ -343,6 +430,7 @@ class Worker:
         here, and its runtime is replaced.
         """
         self._push(["stop"])
+        self._quiet.pushed()
         task, self._loop_task = self._loop_task, None
         assert task is not None
         try:

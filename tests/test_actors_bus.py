@@ -261,3 +261,19 @@ async def test_a_slow_subscriber_does_not_hold_up_runs_with_drop_oldest() -> Non
             result = await engine.run(wf)
         assert result.status == "completed"
         assert never_read.statistics().dropped > 0
+
+
+async def test_publish_nowait_publishes_nothing_while_a_blocking_subscriber_is_full() -> None:
+    bus = EventBus()
+    first, second, third = (Published(topic="t", payload=n) for n in range(3))
+    async with (
+        bus.subscribe("t", policy="drop_oldest", max_buffer=1) as dropping,
+        bus.subscribe("t", policy="block", max_buffer=1) as blocking,
+    ):
+        assert bus.publish_event_nowait(first)
+        assert not bus.publish_event_nowait(second)  # `blocking` is full: nobody gets it
+        assert (await blocking.receive()).payload == 0
+        assert bus.publish_event_nowait(third)  # `dropping` drops `first` for it
+        assert [(await s.receive()).payload for s in (dropping, blocking)] == [2, 2]
+        assert (dropping.statistics().dropped, blocking.statistics().dropped) == (1, 0)
+    assert bus.statistics().published == 2

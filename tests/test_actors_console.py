@@ -4,6 +4,7 @@ when truncated."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import subprocess
@@ -192,6 +193,48 @@ async def test_console_lines_reach_the_bus_while_the_step_runs() -> None:
     assert isinstance(second, StepLogged) and second.text == "done"
     assert first.timestamp <= second.timestamp <= completed.timestamp
     assert isinstance(completed, StepCompleted)
+
+
+async def test_lines_wait_for_their_step_started_held_up_by_a_full_blocking_subscriber() -> None:
+    async def chatty(log: Callable[[str], None]) -> int:
+        for n in range(3):
+            log(f"line {n}")
+        return 1
+
+    async def quiet(log: Callable[[str], None]) -> int:
+        return 2
+
+    wf = Workflow("w")
+    wf.add_step("first", js="chatty")
+    wf.add_step("second", js="chatty", after=["first"])
+    wf.add_step("third", js="quiet", after=["second"])
+    engine = Engine(pool=StreamingRunner({"chatty": chatty, "quiet": quiet}))
+    async with (
+        engine,
+        engine.bus.subscribe(
+            "step.started", policy="block", max_buffer=1, block_timeout=math.inf
+        ) as starts,  # first: a publish waits here before it reaches `seen`
+        engine.bus.subscribe("step.*") as seen,
+    ):
+        handle = await engine.start(wf)
+        with anyio.fail_after(5):
+            for step in ("first", "second"):  # the next step.started waits for room
+                await anyio.wait_all_tasks_blocked()
+                assert not handle.done
+                assert (await starts.receive()).step == step
+            await handle.wait()
+            got = [await seen.receive() for _ in range(12)]
+    lines = [("step.log", f"line {n}") for n in range(3)]
+    assert [(e.topic, getattr(e, "text", e.step)) for e in got] == [
+        ("step.started", "first"),
+        *lines,
+        ("step.completed", "first"),
+        ("step.started", "second"),
+        *lines,
+        ("step.completed", "second"),
+        ("step.started", "third"),
+        ("step.completed", "third"),
+    ]
 
 
 async def test_streamed_lines_are_capped_and_the_drop_is_counted(

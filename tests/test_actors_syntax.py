@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from actors import Engine, Workflow
@@ -71,6 +72,26 @@ async def test_each_script_is_checked_once_per_engine() -> None:
         first = await engine.run(wf)
         second = await engine.run(wf)
     assert first.output == second.output == 2
+    assert sorted(pool.checks) == ["return 1;", "return deps.a + 1;"]
+
+
+@pytest.mark.anyio
+async def test_runs_started_at_once_share_each_scripts_check() -> None:
+    wf = Workflow("fine")
+    wf.add_step("a", js="return 1;")
+    wf.add_step("b", js="return deps.a + 1;", after=["a"])
+    pool = CountingPool(size=1)
+    pool.checks = []
+    outputs: list[Any] = []
+    async with Engine(pool=pool) as engine:
+
+        async def run() -> None:
+            outputs.append((await engine.run(wf)).output)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(20):
+                tg.start_soon(run)
+    assert outputs == [2] * 20
     assert sorted(pool.checks) == ["return 1;", "return deps.a + 1;"]
 
 

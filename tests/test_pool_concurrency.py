@@ -138,6 +138,25 @@ async def test_a_waiting_run_past_its_deadline_is_abandoned_without_stopping_the
         assert (stats.recycles, stats.reruns, stats.evictions, stats.crashes) == (0, 0, 0, 0)
 
 
+async def test_a_run_busy_for_a_moment_at_anothers_deadline_is_not_taken_for_a_loop() -> None:
+    # The JS thread is busy for 0.35 s across the waiting run's deadline (a slow or
+    # starved worker looks the same): the abandon is taken late, and nothing is stopped.
+    async with RuntimePool(size=1, concurrency=4) as pool:
+        outcomes = await run_all(
+            pool,
+            ("await new Promise(() => {})", {"timeout": 0.3}),
+            (
+                "await new Promise((r) => setTimeout(r, 200));"
+                "const end = Date.now() + 350; while (Date.now() < end) {} return 'done'",
+                {},
+            ),
+        )
+        assert isinstance(outcomes[0], errors.ScriptTimeout)
+        assert outcomes[1] == "done"
+        stats = pool.statistics()
+        assert (stats.recycles, stats.reruns, stats.evictions, stats.crashes) == (0, 0, 0, 0)
+
+
 async def test_a_loop_stops_its_own_run_and_co_resident_runs_are_rerun_or_evicted() -> None:
     barrier = Barrier(2)
     async with RuntimePool(size=1, concurrency=4) as pool:

@@ -103,6 +103,68 @@ async def test_a_worker_killed_mid_run_fails_only_that_run_and_is_replaced() -> 
         assert (stats.crashes, stats.live, stats.spawns) == (1, 2, 3)
 
 
+async def test_a_host_call_in_flight_when_its_worker_dies_is_cancelled_at_once() -> None:
+    cancelled = anyio.Event()
+    async with RuntimePool(size=1) as pool:
+        (pid,) = pool.worker_pids()
+
+        async def hang() -> None:
+            os.kill(pid, signal.SIGKILL)
+            try:
+                await anyio.sleep_forever()
+            finally:
+                cancelled.set()
+
+        with anyio.fail_after(10), pytest.raises(errors.SandboxCrashed):
+            await pool.run("await hang()", api={"hang": hang}, timeout=30)
+        assert cancelled.is_set()
+
+
+async def test_runs_in_a_worker_killed_from_outside_are_rerun_beside_others_or_fail() -> None:
+    # SIGKILL comes from outside (no script can send it): no run is to blame, so a run
+    # that made no host call yet is run again on the replacement, beside other runs.
+    innocent_sent, meeting = anyio.Event(), anyio.Event()
+    arrived = 0
+
+    async def meet() -> str:  # returns once two runs are in it at once
+        nonlocal arrived
+        arrived += 1
+        if arrived == 2:
+            meeting.set()
+        with anyio.fail_after(10):
+            await meeting.wait()
+        return "met"
+
+    async with RuntimePool(size=1, concurrency=4) as pool:
+        (pid,) = pool.worker_pids()
+
+        async def kill() -> None:
+            await innocent_sent.wait()
+            os.kill(pid, signal.SIGKILL)
+            await anyio.sleep_forever()
+
+        outcomes: dict[str, object] = {}
+
+        async def one(name: str, code: str, on_start: Callable[[], object] | None = None) -> None:
+            api = {"kill": kill, "meet": meet}
+            try:
+                outcomes[name] = (await pool.execute(code, api=api, on_start=on_start)).value
+            except errors.RuntimePoolError as exc:
+                outcomes[name] = exc
+
+        innocent = "await new Promise(r => setTimeout(r, 1000)); return meet()"
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(one, "innocent", innocent, innocent_sent.set)
+            await one("caller", "await kill()")  # returns once the worker's death is known
+            tg.start_soon(one, "other", "return await meet()")  # beside the rerun, or stuck
+        caller = outcomes["caller"]
+        assert isinstance(caller, errors.SandboxCrashed)
+        assert "killed from outside" in str(caller)
+        assert outcomes["innocent"] == outcomes["other"] == "met"
+        stats = pool.statistics()
+        assert (stats.reruns, stats.evictions, stats.crashes) == (1, 1, 1)
+
+
 async def test_a_worker_that_dies_while_idle_is_replaced() -> None:
     async with RuntimePool(size=1) as pool:
         (pid,) = pool.worker_pids()
@@ -208,6 +270,20 @@ async def test_cancelling_a_run_stops_its_js_promptly_and_leaves_the_pool_clean(
         assert (stats.live, stats.crashes) == (1, 0)
 
 
+async def test_a_run_cancelled_before_it_reaches_its_worker_leaves_the_worker_alone() -> None:
+    # The caller is cancelled before the run's frame is written: the worker never knew
+    # the run, so it cannot answer a cancel, and must not be killed for not answering.
+    async with RuntimePool(size=1) as pool:
+        [pid] = pool.worker_pids()
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await pool.run("return 1")
+        assert scope.cancelled_caught
+        assert await pool.run("return 2") == 2
+        assert pool.worker_pids() == (pid,)
+        assert pool.statistics().unresponsive == 0
+
+
 async def test_leaving_the_pool_fails_runs_in_progress_and_stops_every_worker() -> None:
     started = anyio.Event()
     failures: list[BaseException] = []
@@ -279,3 +355,25 @@ async def test_a_run_waiting_for_a_worker_that_cannot_come_back_fails_in_bounded
         await killed(pid)
         with anyio.fail_after(5), pytest.raises(errors.SandboxCrashed, match="came back"):
             await pool.run("return 1")
+
+
+async def test_a_run_cancelled_while_its_worker_renews_its_runtime_is_answered() -> None:
+    # With a fresh runtime per run, a run sent right after another waits in the worker
+    # until the new runtime is ready. A cancel in that time was ignored: the run started
+    # later with nobody serving its host call, and 2 s after the cancel the worker was
+    # killed as unresponsive, with every run in it.
+    async def slow() -> None:
+        await anyio.sleep(30)
+
+    async with RuntimePool(size=1, isolation="fresh") as pool:
+        [pid] = pool.worker_pids()
+        for _ in range(5):
+            assert await pool.run("return 1") == 1
+            with anyio.CancelScope() as scope:
+                await pool.execute(
+                    "await slow(); return 2", api={"slow": slow}, on_start=scope.cancel
+                )
+            assert scope.cancelled_caught
+        assert await pool.run("return 3") == 3
+        assert pool.worker_pids() == (pid,)
+        assert pool.statistics().unresponsive == 0

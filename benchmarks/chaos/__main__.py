@@ -60,7 +60,9 @@ def _figures(name: str, report: Any) -> str:
     if name == "kill_storm":
         return (
             f"{r.runs} runs, {r.kills} kills: {dict(r.statuses)}; attempts {dict(r.fates)}; "
-            f"pool crashes {r.crashes}; workers after {r.live_after}/{r.size}"
+            f"{r.failed_steps} steps failed, each killed on every attempt; {r.reruns} runs "
+            f"re-run by the pool (no host call yet); pool crashes {r.crashes}; workers after "
+            f"{r.live_after}/{r.size}"
         )
     if name == "cancel":
         return (
@@ -72,7 +74,7 @@ def _figures(name: str, report: Any) -> str:
             f"{r.runs} runs, {r.concurrency} at a time, all completed: {r.completed == r.runs}; "
             f"host RSS {r.host_rss_warm / MiB:.1f} -> {r.host_rss_end / MiB:.1f} MiB after "
             f"warm-up; workers {r.worker_rss_warm / MiB:.1f} -> {r.worker_rss_end / MiB:.1f} "
-            f"MiB; left behind: {r.after != r.before} ({r.after})"
+            f"MiB; census before {r.before}, after {r.after}"
         )
     return (
         f"{r.runs} runs, {r.published} events: block subscriber got {r.full_received} "

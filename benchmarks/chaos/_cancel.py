@@ -26,12 +26,15 @@ class CancelReport:
     step_statuses: Counter[str]
     host_calls: int
     engine: EngineStatistics
+    workers_killed: int = 0
     late_calls: list[str] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
 
     def problems(self) -> list[str]:
         found = [f"host call after cancel() returned: {c}" for c in self.late_calls[:5]]
         found += self.mismatches[:5]
+        if self.workers_killed:  # a cancel is answered by the worker, never by a kill
+            found.append(f"{self.workers_killed} workers killed as unresponsive")
         if sum(self.statuses.values()) != self.runs:
             found.append(f"{self.runs - sum(self.statuses.values())} runs lost")
         return found + engine_problems(self.engine, self.runs)
@@ -71,7 +74,8 @@ async def cancel_storm(
     delays = random.Random(seed)
     results: dict[int, RunResult] = {}
     began = time.perf_counter()
-    async with Engine(pool=RuntimePool(), api={"call": host.call}) as engine:
+    pool = RuntimePool()
+    async with Engine(pool=pool, api={"call": host.call}) as engine:
 
         async def one(n: int, delay: float) -> None:
             handle = await engine.start(wf, event={"n": n})
@@ -83,6 +87,7 @@ async def cancel_storm(
             for n in range(runs):
                 tg.start_soon(one, n, delays.uniform(0, within))
         stats = engine.statistics()
+        killed = pool.statistics().unresponsive
     return CancelReport(
         runs=runs,
         seconds=time.perf_counter() - began,
@@ -90,6 +95,7 @@ async def cancel_storm(
         step_statuses=Counter(s.status for r in results.values() for s in r.steps.values()),
         host_calls=host.calls,
         engine=stats,
+        workers_killed=killed,
         late_calls=late,
         mismatches=[p for n, r in results.items() for p in _result_problems(n, r)],
     )

@@ -138,6 +138,8 @@ class KillStormReport:
     size: int
     live_after: int
     engine: EngineStatistics
+    failed_steps: int = 0  # steps that failed: each was killed on every attempt
+    reruns: int = 0  # runs the pool ran again because their worker died before a host call
     mismatches: list[str] = field(default_factory=list)
 
     def problems(self) -> list[str]:
@@ -174,7 +176,8 @@ async def kill_storm(
     *, runs: int, every: float = 0.2, attempts: int = 2, io_delay: float = 0.005
 ) -> KillStormReport:
     """``runs`` concurrent runs while a random worker is killed (SIGKILL) every ``every`` s."""
-    host = HostCalls(io_delay=io_delay)
+    called = [anyio.Event()]  # set by the next host call
+    host = HostCalls(io_delay=io_delay, before_call=lambda n, step: called[0].set())
     wf = fan_workflow(timeout=10.0, attempts=attempts)
     log = RetryLog()
     kills = 0
@@ -186,12 +189,16 @@ async def kill_storm(
                 nonlocal kills
                 chooser = random.Random(9)
                 while True:
-                    await anyio.sleep(every)
-                    pids = pool.worker_pids()
+                    # each kill once a step made a host call since the last one (a storm
+                    # may be over within `every`), of a worker that serves runs
+                    await called[0].wait()
+                    called[0] = anyio.Event()
+                    pids = pool.worker_pids(state="busy")
                     if pids:
                         with contextlib.suppress(ProcessLookupError):  # it died meanwhile
                             os.kill(chooser.choice(sorted(pids)), signal.SIGKILL)
                             kills += 1
+                    await anyio.sleep(every)
 
             async with anyio.create_task_group() as tg:
                 await tg.start(log.collect, engine)
@@ -201,7 +208,7 @@ async def kill_storm(
             stats = engine.statistics()
         seconds = time.perf_counter() - began
         live_after = await _wait_for_full_pool(pool)
-        crashes = pool.statistics().crashes
+        crashes, reruns = pool.statistics().crashes, pool.statistics().reruns
     fates = observed_fates(results, log.events)
     mismatches = [
         problem
@@ -218,6 +225,10 @@ async def kill_storm(
         size=pool.size,
         live_after=live_after,
         engine=stats,
+        failed_steps=sum(
+            r.steps[name].status == "failed" for r in results.values() for name in CALLING_STEPS
+        ),
+        reruns=reruns,
         mismatches=mismatches,
     )
 

@@ -130,3 +130,60 @@ def test_a_bad_api_list_is_refused() -> None:
     wf = Workflow("w")
     with pytest.raises(Exception, match="api: must be a list of host function names"):
         wf.add_step("a", js="return 1;", api="fetch_data")
+
+
+CHATTY_JS = """
+console.log('before');
+await fetch_data('a');
+console.log('after');
+return 1;
+"""
+
+
+async def test_host_calls_and_lines_wait_for_their_step_started_held_up_by_a_full_subscriber() -> (
+    None
+):
+    """A step's and each element's host.called and step.log events follow their
+    step.started, in order, also when step.started had to wait for a full subscriber."""
+    wf = Workflow("held")
+    wf.add_step("first", js=CHATTY_JS)
+    wf.add_step("fan", js=CHATTY_JS, for_each="[1, 2]", max_parallel=1, after=["first"])
+    wf.add_step("last", js=CHATTY_JS, after=["fan"])
+    engine = Engine(api=API, pool=RuntimePool(size=1))
+    async with (
+        engine,
+        engine.bus.subscribe(
+            "step.started", policy="block", max_buffer=1, block_timeout=float("inf")
+        ) as starts,  # first: a publish waits here before it reaches `seen`
+        engine.bus.subscribe("*") as seen,
+    ):
+        handle = await engine.start(wf)
+        with anyio.fail_after(20):
+            for _ in range(4):  # the next step.started waits for room meanwhile
+                await anyio.sleep(0.3)
+                await starts.receive()
+            await handle.wait()
+            got = []
+            while len(got) < 19:
+                event = await seen.receive()
+                if event.topic.startswith(("step.", "host.")):
+                    got.append(event)
+
+    def attempt_of(index: int | None) -> list[tuple[str, Any]]:
+        return [
+            ("step.started", index),
+            ("step.log", index),
+            ("host.called", index),
+            ("step.log", index),
+        ]
+
+    assert [(e.topic, getattr(e, "index", None)) for e in got] == [
+        *attempt_of(None),
+        ("step.completed", None),
+        *attempt_of(0),
+        *attempt_of(1),
+        ("step.completed", None),
+        *attempt_of(None),
+        ("step.completed", None),
+    ]
+    assert [e.step for e in got] == ["first"] * 5 + ["fan"] * 9 + ["last"] * 5

@@ -5,6 +5,7 @@ from actors._bus import BusStatistics, EventBus
 from actors._engine import Engine
 from actors._events import (
     BusEvent,
+    HostCalled,
     LifecycleEvent,
     Published,
     RunCancelled,
@@ -37,6 +38,7 @@ __all__ = (
     "Engine",
     "EngineStatistics",
     "EventBus",
+    "HostCalled",
     "LifecycleEvent",
     "Policy",
     "PostgresStore",

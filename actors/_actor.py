@@ -19,6 +19,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from actors._attempt import AttemptFailed, run_attempt
+from actors._audit import can_audit, host_call_events, step_api
 from actors._console import Announcement, AttemptConsole, can_stream_logs
 from actors._events import (
     LifecycleEvent,
@@ -28,10 +29,18 @@ from actors._events import (
     StepSkipped,
     StepStarted,
 )
+from actors._fanout import FanOut
 from actors._journal import RunJournal
 from actors._messages import Completed, Failed, Message, Skipped
 from actors._results import StepResult
 from actors._retry import Retry
+from actors._rules import (
+    CONDITION_FALSE,
+    DEFAULT_RUN_IF,
+    condition_js,
+    rule_blocks,
+    upstream_view,
+)
 from actors._runner import ExecutionLike, LogEntry, StepRunner
 from actors._workflow import Step
 from actors.errors import StepError
@@ -56,6 +65,8 @@ class RunScope:
     emit: Callable[[LifecycleEvent], Awaitable[None]]
     timeout: float
     retry: Retry
+    lib: str | None = None  # the shared script (Workflow.lib_script)
+    audit_arguments: bool = False  # host.called events carry the arguments
     journal: RunJournal | None = None  # the run's store, if the engine has one
     # publish without waiting, or say False (then ``emit``); the bus's publish_event_nowait
     emit_nowait: Callable[[LifecycleEvent], bool] = field(default=lambda event: False)
@@ -84,6 +95,7 @@ class StepActor:
         self._outboxes = outboxes
         self._upstream = upstream
         self._began: float | None = None  # when the first attempt's script started
+        self._ctx_extra: dict[str, Any] = {}  # ctx entries of this step alone (upstream)
 
     async def run(self) -> None:
         try:
@@ -110,15 +122,51 @@ class StepActor:
         return reports
 
     async def _fire_or_skip(self, reports: dict[str, Message]) -> Message:
-        blocked = [
-            f"{name!r} {_status_of(reports.get(name))}"
-            for name in self._upstream
-            if not isinstance(reports.get(name), Completed)
-        ]
-        if blocked:
-            return await self._skip("upstream " + ", ".join(blocked))
+        step = self._step
+        blocked = rule_blocks(step.run_if, self._upstream, reports)
+        if blocked is not None:
+            return await self._skip(blocked)
         deps = {name: r.result for name, r in reports.items() if isinstance(r, Completed)}
+        if step.run_if != DEFAULT_RUN_IF:
+            self._ctx_extra = {"upstream": upstream_view(self._upstream, reports)}
+        if step.when is not None:
+            verdict = await self._expression("when", condition_js(step.when), deps)
+            if isinstance(verdict, Failed):
+                return verdict
+            if verdict is not True:
+                return await self._skip(CONDITION_FALSE)
+        if step.for_each is not None:
+            return await FanOut(self, deps).run()
         return await self._execute(deps)
+
+    async def _expression(self, option: str, js: str, deps: dict[str, Any]) -> Any:
+        """Evaluate a JS expression option in the sandbox: its value, or the step's
+        :class:`Failed` report when it threw (recorded; not retried)."""
+        scope, step = self._scope, self._step
+        scope.running[step.name] = (1, None)
+        outcome = await run_attempt(
+            scope.runner,
+            step=step.name,
+            attempt=1,
+            js=js,
+            globals=self._globals(deps, 1),
+            api={},
+            lib=scope.lib,
+            step_timeout=step.timeout or scope.timeout,
+            announce=_no_announcement,
+        )
+        if not isinstance(outcome, AttemptFailed):
+            del scope.running[step.name]
+            return outcome.value
+        return await self._expression_failed(option, outcome.error.name, outcome.error)
+
+    async def _expression_failed(
+        self, option: str, name: str, cause: StepError | None, message: str | None = None
+    ) -> Message:
+        text = f"{option}: {message if message is not None else cause and cause.message}"
+        error = StepError(self._step.name, name, text, attempt=1, retryable=False, cause=cause)
+        self._scope.running.setdefault(self._step.name, (1, None))
+        return await self._fail(error, 1, (), ())
 
     async def _skip(self, reason: str) -> Message:
         scope, name = self._scope, self._step.name
@@ -152,35 +200,45 @@ class StepActor:
             await self._wait_to_retry(error, attempt, retry.delay_after(attempt), outcome.logs)
 
     async def _attempt(
-        self, deps: dict[str, Any], attempt: int, streamed: list[LogEntry]
+        self,
+        deps: dict[str, Any],
+        attempt: int,
+        streamed: list[LogEntry],
+        element: tuple[Any, int] | None = None,
+        shared: Any = None,
+        callbacks: Callable[[int, int, Announcement], dict[str, Any]] | None = None,
     ) -> ExecutionLike | AttemptFailed:
+        """One attempt of the step, or of its element ``(item, index)`` (``for_each``).
+
+        ``shared``: the runner's shared globals (``deps`` and the ``ctx`` of every
+        element); the attempt then sends only its own ``ctx.run``, ``item``, ``index``.
+        ``callbacks(attempt, index, announcement)``: the element's ``on_log`` and
+        ``on_host_call``, from the fan-out's one event queue, instead of this
+        attempt's own.
+        """
         scope, step = self._scope, self._step
+        index = None if element is None else element[1]
         announcement = Announcement(scope.emit, scope.emit_nowait, scope.spawn)
-        console = None
-        if can_stream_logs(scope.runner):
-            console = AttemptConsole(
-                scope.emit,
-                scope.emit_nowait,
-                scope.spawn,
-                announcement,
-                run_id=scope.run_id,
-                workflow=scope.workflow,
-                step=step.name,
-                attempt=attempt,
-                keep=streamed,
-            )
+        call = partial(
+            run_attempt,
+            scope.runner,
+            step=step.name,
+            attempt=attempt,
+            js=step.js,
+            globals=self._globals(deps, attempt, element, shared=shared is not None),
+            api=step_api(step, scope.api),
+            step_timeout=step.timeout or scope.timeout,
+            announce=partial(self._announce, attempt, announcement, index),
+            lib=scope.lib,
+            shared=shared,
+        )
+        if callbacks is not None and index is not None:  # the fan-out publishes them
+            outcome = await call(**callbacks(attempt, index, announcement))
+            await announcement.wait()  # step.started is out before anything after it
+            return outcome
+        console, options = self._console(attempt, announcement, streamed, index)
         try:
-            outcome = await run_attempt(
-                scope.runner,
-                step=step.name,
-                attempt=attempt,
-                js=step.js,
-                globals=self._globals(deps, attempt),
-                api=scope.api,
-                step_timeout=step.timeout or scope.timeout,
-                announce=partial(self._announce, attempt, announcement),
-                on_log=None if console is None else console.on_log,
-            )
+            outcome = await call(**options)
             await announcement.wait()  # step.started is out before anything after it
             if console is not None:
                 await console.aclose()
@@ -190,20 +248,81 @@ class StepActor:
             raise
         return outcome
 
-    def _globals(self, deps: dict[str, Any], attempt: int) -> dict[str, Any]:
+    def _console(
+        self,
+        attempt: int,
+        announcement: Announcement,
+        streamed: list[LogEntry],
+        index: int | None,
+    ) -> tuple[AttemptConsole | None, dict[str, Any]]:
+        """The attempt's console (one queue for its lines and host calls) and the
+        ``execute`` callbacks: none when the runner reports neither (a step without
+        host functions has no host calls to report)."""
+        scope, step = self._scope, self._step
+        logs = can_stream_logs(scope.runner)
+        audit = bool(step_api(step, scope.api)) and can_audit(scope.runner)
+        if not (logs or audit):
+            return None, {}
+        console = AttemptConsole(
+            scope.emit,
+            scope.emit_nowait,
+            scope.spawn,
+            announcement,
+            run_id=scope.run_id,
+            workflow=scope.workflow,
+            step=step.name,
+            attempt=attempt,
+            keep=streamed,
+            index=index,
+        )
+        options: dict[str, Any] = {}
+        if logs:
+            options["on_log"] = console.on_log
+        if audit:
+            options["on_host_call"] = host_call_events(
+                console.publish, console.ids, arguments=scope.audit_arguments
+            )
+        return console, options
+
+    def _globals(
+        self,
+        deps: dict[str, Any],
+        attempt: int,
+        element: tuple[Any, int] | None = None,
+        *,
+        shared: bool = False,
+    ) -> dict[str, Any]:
         scope = self._scope
         run = {"id": scope.run_id, "workflow": scope.workflow, "step": self._step.name}
-        ctx = {"event": scope.event, **scope.context, "run": {**run, "attempt": attempt}}
+        if shared and element is not None:  # the rest of ctx, and deps, are shared
+            ctx_run = {"run": {**run, "attempt": attempt}}
+            return {"ctx": ctx_run, "item": element[0], "index": element[1]}
+        ctx = {
+            "event": scope.event,
+            **scope.context,
+            "run": {**run, "attempt": attempt},
+            **self._ctx_extra,
+        }
+        if element is not None:
+            return {"deps": deps, "ctx": ctx, "item": element[0], "index": element[1]}
         return {"deps": deps, "ctx": ctx}
 
     def _announce(
-        self, attempt: int, announcement: Announcement, timestamp: float, began: float
+        self,
+        attempt: int,
+        announcement: Announcement,
+        index: int | None,
+        timestamp: float,
+        began: float,
     ) -> None:
         """The attempt's script started on a worker at ``timestamp``: say so."""
         scope, name = self._scope, self._step.name
         if self._began is None:
             self._began = began
-        scope.running[name] = (attempt, self._began)
+        if index is None:
+            scope.running[name] = (attempt, self._began)
+        else:  # an element: the step counts every element's attempts
+            scope.running[name] = (scope.running.get(name, (1, None))[0], self._began)
         announcement.publish(
             StepStarted(
                 run_id=scope.run_id,
@@ -211,11 +330,17 @@ class StepActor:
                 step=name,
                 attempt=attempt,
                 timestamp=timestamp,
+                index=index,
             )
         )
 
     async def _wait_to_retry(
-        self, error: StepError, attempt: int, delay: float, logs: tuple[LogEntry, ...]
+        self,
+        error: StepError,
+        attempt: int,
+        delay: float,
+        logs: tuple[LogEntry, ...],
+        index: int | None = None,
     ) -> None:
         scope = self._scope
         event = StepRetrying(
@@ -226,6 +351,7 @@ class StepActor:
             error=error,
             delay=delay,
             logs=logs,
+            index=index,
         )
         await scope.emit(event)
         await anyio.sleep(delay)
@@ -236,9 +362,10 @@ class StepActor:
             StepCompleted(result=value, **fields), Completed(fields["step"], value)
         )
 
-    async def _fail(self, error: StepError, *done: Any) -> Message:
+    async def _fail(self, error: StepError, *done: Any, index: int | None = None) -> Message:
         fields = self._record("failed", *done, error=error)
-        return await self._publish(StepFailed(error=error, **fields), Failed(fields["step"], error))
+        event = StepFailed(error=error, index=index, **fields)
+        return await self._publish(event, Failed(fields["step"], error))
 
     async def _publish(self, event: LifecycleEvent, message: Message) -> Message:
         """Commit the step's outcome to the run's store (if any), then publish ``event``;
@@ -292,11 +419,5 @@ class StepActor:
         }
 
 
-def _status_of(report: Message | None) -> str:
-    if isinstance(report, Failed):
-        return "failed"
-    if isinstance(report, Skipped):
-        return "was skipped"
-    if report is None:
-        return "ended without a result"
-    return "completed"
+def _no_announcement(timestamp: float, began: float) -> None:
+    """A ``when`` evaluation is not an attempt: no ``step.started`` for it."""

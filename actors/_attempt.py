@@ -54,16 +54,26 @@ async def run_attempt(
     step_timeout: float,
     announce: Callable[[float, float], object],
     on_log: Callable[[Any], None] | None = None,
+    lib: str | None = None,
+    on_host_call: Callable[[Any], None] | None = None,
+    shared: Any = None,
 ) -> ExecutionLike | AttemptFailed:
     """Run the step's JS once; a failure is returned, never raised (cancellation is).
 
     ``announce(timestamp, monotonic)`` is called (synchronously) once the script has
     started on a worker. Waiting for capacity is not part of ``step_timeout``: the
     backstop counts from the start. ``on_log`` is passed to a runner that streams
-    console lines (see ``_console``).
+    console lines (see ``_console``); ``lib`` (the workflow's shared script),
+    ``on_host_call`` and ``shared`` only when given.
     """
     start = _Start(step_timeout, announce)
     options: dict[str, Any] = {} if on_log is None else {"on_log": on_log}
+    if lib is not None:
+        options["lib"] = lib
+    if on_host_call is not None:
+        options["on_host_call"] = on_host_call
+    if shared is not None:
+        options["shared"] = shared
     if _takes_on_start(type(runner)):
         options["on_start"] = start.started
     else:

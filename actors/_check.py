@@ -6,12 +6,15 @@ never in the host process. A runner without ``check`` (a test fake) is not asked
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
+from actors._rules import condition_js
 from actors._stack import source_line
 from actors._workflow import Workflow
 from actors.errors import StepSyntaxError
@@ -21,6 +24,10 @@ __all__ = ("STEP_GLOBALS", "CheckedScripts", "check_now", "check_workflow")
 # The globals every step runs with (see StepActor._globals); with the api names they
 # are the parameters of the compiled script, so a step may not redeclare them.
 STEP_GLOBALS = ("deps", "ctx")
+# Step options that hold a JS expression (compiled as ``return !!(expression)``).
+EXPRESSIONS = ("when", "for_each")
+# What a for_each step's JS sees besides the step globals.
+ELEMENT_GLOBALS = ("item", "index")
 
 
 async def check_workflow(runner: Any, workflow: Workflow, api: Iterable[str] = ()) -> None:
@@ -51,25 +58,18 @@ class CheckedScripts:
         self._checking: dict[tuple[str, tuple[str, ...]], anyio.Event] = {}
 
     async def check(self, runner: Any, workflow: Workflow, api: Iterable[str] = ()) -> None:
-        """Raise :class:`StepSyntaxError` for the first step (in order) that does not compile."""
+        """Raise :class:`StepSyntaxError` for the first script (in order) that does not
+        compile: the workflow's ``lib``, then each step's JS and JS expressions."""
         check = getattr(runner, "check", None)
         if check is None:
             return
         from runtime_pool.errors import ScriptSyntaxError
 
-        names = (*STEP_GLOBALS, *api)
-        for step in workflow.steps.values():
+        for script in scripts_of(workflow, api):
             try:
-                await self._check_once(check, step.js, names)
+                await self._check_once(check, script.code, script.names)
             except ScriptSyntaxError as exc:
-                raise StepSyntaxError(
-                    step.name,
-                    exc.message,
-                    line=exc.line,
-                    column=exc.column,
-                    source_line=source_line(step.js, exc.line),
-                    workflow=workflow.name,
-                ) from None
+                raise script.syntax_error(exc, workflow.name) from None
 
     async def _check_once(self, check: Any, js: str, names: tuple[str, ...]) -> None:
         key = (js, names)
@@ -86,3 +86,56 @@ class CheckedScripts:
         finally:
             del self._checking[key]
             done.set()
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """One piece of a workflow's JS as the sandbox compiles it.
+
+    ``label`` names it in errors (a step, ``step.when``, ``lib``); ``source`` is the
+    user's text, found at line ``offset + 1`` of ``code``.
+    """
+
+    label: str
+    source: str
+    code: str
+    names: tuple[str, ...]
+    offset: int = 0
+
+    def syntax_error(self, exc: Any, workflow: str) -> StepSyntaxError:
+        line = None if exc.line is None else max(1, exc.line - self.offset)
+        message, column = exc.message, exc.column
+        lines = self.source.split("\n")
+        if line is not None and line > len(lines):  # V8 blamed the wrapper's own end
+            line, column = len(lines), len(lines[-1]) + 1
+            if re.fullmatch(r"Unexpected token '[)}]'", message):
+                message = "Unexpected end of input"
+        return StepSyntaxError(
+            self.label,
+            message,
+            line=line,
+            column=column,
+            source_line=source_line(self.source, line),
+            workflow=workflow,
+        )
+
+
+def scripts_of(workflow: Workflow, api: Iterable[str] = ()) -> list[Script]:
+    """Every script of ``workflow`` the sandbox will compile, with the names it gets."""
+    found: list[Script] = []
+    shared = () if workflow.lib is None else ("lib",)
+    every = tuple(api)
+    if workflow.lib is not None and workflow.lib_script is not None:
+        found.append(Script("lib", workflow.lib, workflow.lib_script, ()))
+    for step in workflow.steps.values():
+        for option in EXPRESSIONS:
+            expression = getattr(step, option)
+            if expression is not None:
+                code = condition_js(expression)
+                where = f"{step.name}.{option}"
+                found.append(Script(where, expression, code, (*STEP_GLOBALS, *shared), 1))
+        element = ELEMENT_GLOBALS if step.for_each is not None else ()
+        host = every if step.api is None else step.api
+        names = (*STEP_GLOBALS, *element, *shared, *host)
+        found.append(Script(step.name, step.js, step.js, names))
+    return found

@@ -27,12 +27,13 @@ from typing import Any
 import anyio
 import structlog
 
+from actors._audit import check_capabilities
 from actors._cli_report import failure_messages, say, timeout_message
 from actors._cli_run import BadInput, load_api, load_event, load_json_object, load_workflow, run
 from actors._cli_store import add_store_commands
 from actors._results import RunResult
-from actors._workflow import Workflow
-from actors.errors import StepSyntaxError
+from actors._workflow import Step, Workflow
+from actors.errors import StepSyntaxError, UnknownHostFunction
 
 __all__ = ("main", "mermaid")
 
@@ -157,7 +158,13 @@ def _validate(args: argparse.Namespace) -> int:
     configure_logging(json_logs=args.json, quiet=True)  # no worker lifecycle lines
     workflow = load_workflow(args.file)
     api = load_api(args.api) if args.api else {}
-    try:  # every step's JS compiled in a sandbox worker, never in this process
+    if args.api:
+        try:
+            check_capabilities(workflow, api)
+        except UnknownHostFunction as exc:
+            say("unknown_host_function", f"{args.file}: {exc}", json_logs=args.json)
+            return EXIT_BAD_INPUT
+    try:  # every step's JS and JS expression compiled in a sandbox worker, never here
         anyio.run(lambda: workflow.check(api=api))
     except StepSyntaxError as exc:
         return _syntax_error(args, exc)
@@ -192,19 +199,50 @@ def mermaid(workflow: Workflow) -> str:
     """The workflow's DAG as a Mermaid flowchart: ``flowchart TD`` and ``a --> b`` edges.
 
     Step names that are not plain identifiers (or are Mermaid keywords) get an
-    ``s<n>`` id and their name as a quoted label.
+    ``s<n>`` id and their name as a quoted label. A ``for_each`` step is drawn as a
+    subroutine ``[[...]]``, a step with ``when`` as a hexagon ``{{...}}``; their
+    expressions and a ``run_if`` rule are lines of the label, and the edges into a
+    step with a ``run_if`` rule are dotted.
     """
     ids = {name: _node_id(name, n) for n, name in enumerate(workflow.steps)}
     linked = {up for step in workflow.steps.values() for up in step.after}
     lines = ["flowchart TD"]
     for name, step in workflow.steps.items():
-        if ids[name] != name:
-            lines.append(f'    {ids[name]}["{_label(name)}"]')
+        notes = _notes(step)
+        if ids[name] != name or notes:
+            opening, closing = _shape(step)
+            label = "<br/>".join(_label(text) for text in (name, *notes))
+            lines.append(f'    {ids[name]}{opening}"{label}"{closing}')
         elif not step.after and name not in linked:
             lines.append(f"    {name}")
     for name, step in workflow.steps.items():
-        lines.extend(f"    {ids[up]} --> {ids[name]}" for up in step.after)
+        arrow = "-->" if step.run_if == "all_completed" else "-.->"
+        lines.extend(f"    {ids[up]} {arrow} {ids[name]}" for up in step.after)
     return "\n".join(lines)
+
+
+def _notes(step: Step) -> list[str]:
+    notes = []
+    if step.for_each is not None:
+        parallel = f" (max {step.max_parallel} at once)" if step.max_parallel else ""
+        notes.append(f"for each: {_one_line(step.for_each)}{parallel}")
+    if step.when is not None:
+        notes.append(f"when: {_one_line(step.when)}")
+    if step.run_if != "all_completed":
+        notes.append(f"run if: {step.run_if}")
+    return notes
+
+
+def _one_line(expression: str) -> str:
+    return " ".join(expression.split())
+
+
+def _shape(step: Step) -> tuple[str, str]:
+    if step.for_each is not None:
+        return "[[", "]]"
+    if step.when is not None:
+        return "{{", "}}"
+    return "[", "]"
 
 
 def _node_id(name: str, index: int) -> str:

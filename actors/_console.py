@@ -9,7 +9,8 @@ a task of the run that publishes them in order, so a chatty script never blocks
 the runner. The queue holds every line up to the cap: at most
 ``MAX_STREAMED_LINES`` lines per attempt are published, and a final line says how
 many were dropped past that. When the step is stopped (cancelled), lines already
-queued still go out, for at most ``FLUSH_TIMEOUT`` seconds more.
+queued still go out, for at most ``FLUSH_TIMEOUT`` seconds more. The attempt's
+``host.called`` events (``_audit``) go the same way, in order with its lines.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = (
     "AttemptConsole",
     "OnLog",
     "can_stream_logs",
+    "runner_accepts",
 )
 
 # Above the pool's own cap (max_log_lines, 1000 by default, plus its marker), so a
@@ -46,19 +48,24 @@ Spawn = Callable[..., object]
 
 def can_stream_logs(runner: Any) -> bool:
     """Whether ``runner.execute`` accepts ``on_log=`` (the optional streaming capability)."""
-    runner_type = type(runner)
-    known = _TAKES_ON_LOG.get(runner_type)
+    return runner_accepts(runner, "on_log")
+
+
+def runner_accepts(runner: Any, option: str) -> bool:
+    """Whether ``runner.execute`` takes the optional keyword ``option``."""
+    key = (type(runner), option)
+    known = _ACCEPTS.get(key)
     if known is None:
-        execute = getattr(runner_type, "execute", None)
+        execute = getattr(type(runner), "execute", None)
         try:
-            known = execute is not None and "on_log" in inspect.signature(execute).parameters
+            known = execute is not None and option in inspect.signature(execute).parameters
         except (TypeError, ValueError):
             known = False
-        _TAKES_ON_LOG[runner_type] = known
+        _ACCEPTS[key] = known
     return known
 
 
-_TAKES_ON_LOG: dict[type[Any], bool] = {}  # a cache: signatures do not change
+_ACCEPTS: dict[tuple[type[Any], str], bool] = {}  # a cache: signatures do not change
 
 
 class AttemptConsole:
@@ -66,7 +73,8 @@ class AttemptConsole:
 
     ``announcement`` is the attempt's ``step.started``: lines are published after it.
     ``spawn`` starts a task of the run (used only when a line has to wait). The
-    first ``MAX_STREAMED_LINES`` lines are also appended to ``keep``. :meth:`aclose`
+    first ``MAX_STREAMED_LINES`` lines are also appended to ``keep``; ``index`` is the
+    for_each element the lines belong to. :meth:`aclose`
     publishes what is queued and the count of dropped lines; if the attempt is
     stopped instead, :meth:`stop` publishes what is queued within ``FLUSH_TIMEOUT``.
     """
@@ -83,6 +91,7 @@ class AttemptConsole:
         step: str,
         attempt: int,
         keep: list[Any] | None = None,
+        index: int | None = None,
     ) -> None:
         self._emit, self._emit_nowait, self._spawn, self._announcement = (
             emit,
@@ -90,13 +99,14 @@ class AttemptConsole:
             spawn,
             announcement,
         )
-        self._ids: dict[str, Any] = {
+        self.ids: dict[str, Any] = {
             "run_id": run_id,
             "workflow": workflow,
             "step": step,
             "attempt": attempt,
+            "index": index,
         }
-        self._queue: MemoryObjectSendStream[StepLogged] | None = None
+        self._queue: MemoryObjectSendStream[LifecycleEvent] | None = None
         self._drained: anyio.Event | None = None
         self._keep = keep
         # shielded, so lines queued when the step is stopped still go out; bounded then
@@ -113,28 +123,37 @@ class AttemptConsole:
             level=str(getattr(line, "level", "log")),
             text=str(getattr(line, "text", line)),
             timestamp=float(getattr(line, "timestamp", None) or time.time()),
-            **self._ids,
+            **self.ids,
         )
+        if self.publish(event):
+            self.taken += 1
+        else:
+            self.dropped += 1
+
+    def publish(self, event: LifecycleEvent) -> bool:
+        """Publish an event of the attempt after its ``step.started`` and every event
+        taken before, without waiting; False (nothing done) when the queue is full."""
         if self._queue is None:
             if self._announcement.published and self._emit_nowait(event):
-                self.taken += 1
-                return
+                return True
             self._queue = self._start_publisher()
         try:
             self._queue.send_nowait(event)
-            self.taken += 1
         except anyio.WouldBlock:
-            self.dropped += 1
+            return False
+        return True
 
-    def _start_publisher(self) -> MemoryObjectSendStream[StepLogged]:
-        # Room for every line up to the cap: a burst waits here rather than being dropped.
-        send, receive = anyio.create_memory_object_stream[StepLogged](MAX_STREAMED_LINES)
+    def _start_publisher(self) -> MemoryObjectSendStream[LifecycleEvent]:
+        # Room for every line up to the cap (and as many host calls, see _audit): a
+        # burst waits here rather than being dropped.
+        room = 2 * MAX_STREAMED_LINES
+        send, receive = anyio.create_memory_object_stream[LifecycleEvent](room)
         self._drained = anyio.Event()
         self._spawn(self._publish, receive, self._drained)
         return send
 
     async def _publish(
-        self, receive: MemoryObjectReceiveStream[StepLogged], drained: anyio.Event
+        self, receive: MemoryObjectReceiveStream[LifecycleEvent], drained: anyio.Event
     ) -> None:
         try:
             with self._shield, receive:
@@ -165,7 +184,7 @@ class AttemptConsole:
         if self.dropped:
             dropped = self.dropped
             text = f"[{dropped} console line{'s' * (dropped != 1)} dropped]"
-            await self._emit(StepLogged(level="warn", text=text, **self._ids))
+            await self._emit(StepLogged(level="warn", text=text, **self.ids))
 
 
 class Announcement:

@@ -13,6 +13,7 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from actors._admission import Admission, EngineStatistics, run_admitted
+from actors._audit import check_capabilities
 from actors._bus import EventBus
 from actors._check import CheckedScripts
 from actors._cluster_triggers import event_store, serve_triggers
@@ -49,6 +50,8 @@ class Engine:
     (let them finish, for up to ``drain_timeout`` seconds, then cancel the rest).
     ``max_active_runs``: how many runs may be under way at once; past it
     :meth:`start` (and so a triggering publish) waits for a run to end.
+    ``audit_arguments``: ``host.called`` events carry the host call's arguments
+    (off by default: arguments may hold secrets).
     ``store``: where runs are recorded: ``None`` (nowhere, the default), a SQLite
     file path, or a store object such as :class:`actors.SQLiteStore`. With a store,
     entering the engine resumes every unfinished run in it (``resume=False`` opts
@@ -68,6 +71,7 @@ class Engine:
         shutdown: Shutdown = "cancel",
         drain_timeout: float = 30.0,
         max_active_runs: int = DEFAULT_MAX_ACTIVE_RUNS,
+        audit_arguments: bool = False,
         store: RunStore | str | PathLike[str] | None = None,
         resume: bool = True,
     ) -> None:
@@ -84,6 +88,7 @@ class Engine:
         self._timeout = float(timeout)
         self._retry = retry if retry is not None else Retry()
         self._log_events = log_events
+        self._audit_arguments = bool(audit_arguments)
         self._triggers: list[Trigger] = []
         self._stack: AsyncExitStack | None = None
         self._task_group: TaskGroup | None = None
@@ -114,7 +119,13 @@ class Engine:
                 await stack.enter_async_context(self._durable.store)
             task_group = await stack.enter_async_context(anyio.create_task_group())
             self._env = RunEnvironment(
-                runner, self._bus, self._api, self._context, self._timeout, self._retry
+                runner,
+                self._bus,
+                self._api,
+                self._context,
+                self._timeout,
+                self._retry,
+                audit_arguments=self._audit_arguments,
             )
             self._task_group = task_group
             if self._log_events:
@@ -182,6 +193,7 @@ class Engine:
         if self._task_group is None or self._env is None:
             raise EngineNotRunning()
         workflow.freeze()
+        check_capabilities(workflow, self._api)
         key = check_key(key)
         if key is not None and self._durable is None:
             raise StoreRequired("key=")

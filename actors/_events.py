@@ -18,6 +18,7 @@ from actors.errors import StepError
 
 __all__ = (
     "BusEvent",
+    "HostCalled",
     "LifecycleEvent",
     "Published",
     "RunCancelled",
@@ -53,6 +54,7 @@ class LifecycleEvent:
     step: str | None = None
     attempt: int | None = None
     timestamp: float = field(default_factory=time.time)
+    index: int | None = None  # the element of a for_each step, else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +80,21 @@ class StepLogged(LifecycleEvent):
     topic: str = field(default="step.log", init=False)
     level: str = "log"
     text: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostCalled(LifecycleEvent):
+    """Attempt ``attempt`` of ``step`` called host function ``function`` (``host.called``).
+
+    ``duration``: seconds in the function; ``error``: the exception's class name, or
+    ``None`` when it returned. ``arguments`` only with ``Engine(audit_arguments=True)``.
+    """
+
+    topic: str = field(default="host.called", init=False)
+    function: str = ""
+    duration: float = 0.0
+    error: str | None = None
+    arguments: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

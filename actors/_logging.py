@@ -17,7 +17,7 @@ __all__ = ("event_fields", "log_lifecycle_events")
 _LEVELS = {"step.failed": "error", "run.failed": "error", "step.retrying": "warning"}
 _MAX_VALUE_CHARS = 200
 _MAX_CONSOLE_LINES = 20  # per event; the line after them says how many more there were
-_OPTIONAL = ("step", "attempt", "duration", "delay", "reason", "failed")
+_OPTIONAL = ("step", "attempt", "index", "function", "duration", "delay", "reason", "failed")
 
 
 async def log_lifecycle_events(
@@ -60,7 +60,9 @@ def event_fields(event: BusEvent) -> tuple[str, str, dict[str, Any]]:
         if value is not None:
             fields[key] = value
     error = getattr(event, "error", None)
-    if error is not None:
+    if isinstance(error, str):  # host.called: the exception's class name
+        fields["error_name"] = error
+    elif error is not None:
         fields["error_name"] = error.name
         fields["error"] = error.message
     for key in ("result", "output"):

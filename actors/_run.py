@@ -49,6 +49,7 @@ class RunEnvironment:
     context: Mapping[str, Any]
     timeout: float
     retry: Retry
+    audit_arguments: bool = False
 
 
 class Run:
@@ -81,6 +82,8 @@ class Run:
             emit_nowait=env.bus.publish_event_nowait,
             timeout=env.timeout,
             retry=env.retry,
+            lib=workflow.lib_script,
+            audit_arguments=env.audit_arguments,
         )
         self._recorded = recorded or {}
         self._scope.results.update(self._recorded)

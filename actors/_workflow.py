@@ -12,6 +12,7 @@ from typing import Any, overload
 
 from actors._graph import Plan, check_graph, plan
 from actors._retry import Retry
+from actors._rules import RUN_IF, RunIf, check_expression
 from actors.errors import (
     DefinitionError,
     DuplicateStep,
@@ -27,6 +28,12 @@ class Step:
     """One step: its name, its JS (the body of an async function), and its options.
 
     ``timeout`` and ``retry`` left as ``None`` take the engine's defaults.
+    ``when``: a JS expression; false skips the step ("condition false").
+    ``run_if``: the trigger rule (``"all_completed"``, ``"all_done"``,
+    ``"any_failed"``, ``"any_completed"``). ``api``: the host functions the step
+    may call (``None``: all the engine has). ``for_each``: a JS expression giving
+    an array; the JS runs once per element (``item``, ``index``), at most
+    ``max_parallel`` at once, and the step's result is the array of results.
     """
 
     name: str
@@ -34,6 +41,11 @@ class Step:
     after: tuple[str, ...] = ()
     timeout: float | None = None
     retry: Retry | None = None
+    when: str | None = None
+    run_if: RunIf = "all_completed"
+    api: tuple[str, ...] | None = None
+    for_each: str | None = None
+    max_parallel: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -51,6 +63,30 @@ class Step:
             raise InvalidOption("timeout", reason, step=self.name, value=self.timeout)
         if self.retry is not None and not isinstance(self.retry, Retry):
             raise InvalidOption("retry", "must be a Retry", step=self.name, value=self.retry)
+        if self.when is not None and not check_expression(self.when):
+            reason = "must be a non-empty JS expression"
+            raise InvalidOption("when", reason, step=self.name, value=self.when)
+        if self.api is not None and not (
+            isinstance(self.api, tuple) and all(isinstance(n, str) and n for n in self.api)
+        ):
+            reason = "must be a list of host function names"
+            raise InvalidOption("api", reason, step=self.name, value=self.api)
+        if self.for_each is not None and not check_expression(self.for_each):
+            reason = "must be a non-empty JS expression"
+            raise InvalidOption("for_each", reason, step=self.name, value=self.for_each)
+        if self.max_parallel is not None and (
+            isinstance(self.max_parallel, bool)
+            or not isinstance(self.max_parallel, int)
+            or self.max_parallel < 1
+        ):
+            reason = "must be a positive integer"
+            raise InvalidOption("max_parallel", reason, step=self.name, value=self.max_parallel)
+        if self.max_parallel is not None and self.for_each is None:
+            reason = "only applies to a step with for_each"
+            raise InvalidOption("max_parallel", reason, step=self.name, value=self.max_parallel)
+        if self.run_if not in RUN_IF:
+            reason = f"must be one of {', '.join(RUN_IF)}"
+            raise InvalidOption("run_if", reason, step=self.name, value=self.run_if)
 
 
 def _positive_number(value: object) -> bool:
@@ -58,6 +94,8 @@ def _positive_number(value: object) -> bool:
         return False
     return value > 0 and math.isfinite(value)
 
+
+_OPTIONS = frozenset({"when", "run_if", "api", "for_each", "max_parallel"})
 
 StepRef = Step | str | Callable[..., Any]
 """How ``after=`` names an upstream step: a :class:`Step`, its name, or a function."""
@@ -85,16 +123,22 @@ def _after_names(after: Iterable[StepRef] | StepRef, *, step: str) -> tuple[str,
 class Workflow:
     """A DAG of JS steps. Add steps, then run it; it is frozen (immutable) once run.
 
+    ``lib``: shared JS; its top-level declarations (functions, classes, constants)
+    become the frozen object ``lib`` every step sees.
+
     >>> wf = Workflow("orders")
     >>> @wf.step()
     ... def fetch_a():
     ...     '''return await fetch_data('a');'''
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, lib: str | None = None) -> None:
         if not isinstance(name, str) or not name:
             raise InvalidOption("name", "a workflow needs a non-empty string name", value=name)
+        if lib is not None and not (isinstance(lib, str) and lib.strip()):
+            raise InvalidOption("lib", "must be a non-empty string of JS", value=lib, workflow=name)
         self._name = name
+        self._lib = lib
         self._steps: dict[str, Step] = {}
         self._plan: Plan | None = None
 
@@ -104,6 +148,20 @@ class Workflow:
     @property
     def name(self) -> str:
         return self._name
+
+    @property
+    def lib(self) -> str | None:
+        """The shared JS whose top-level declarations every step sees as ``lib``."""
+        return self._lib
+
+    @property
+    def lib_script(self) -> str | None:
+        """What the sandbox runs once per runtime to make ``lib`` (``None``: no lib)."""
+        if self._lib is None:
+            return None
+        from actors._lib import lib_script
+
+        return lib_script(self._lib)
 
     @property
     def steps(self) -> Mapping[str, Step]:
@@ -124,14 +182,24 @@ class Workflow:
         after: Iterable[StepRef] | StepRef = (),
         timeout: float | None = None,
         retry: Retry | None = None,
+        **options: Any,
     ) -> Step:
-        """Add a step whose body is ``js``; it runs once every step in ``after`` completed."""
+        """Add a step whose body is ``js``; it runs once every step in ``after`` completed
+        (or as its ``run_if`` rule says). ``options``: the other :class:`Step` fields
+        (``when``, ``run_if``...)."""
         if self._plan is not None:
             raise WorkflowFrozen(self._name)
         if isinstance(name, str) and name in self._steps:
             raise DuplicateStep(name, workflow=self._name)
+        unknown = sorted(set(options) - _OPTIONS)
+        if unknown:
+            reason = "unknown step option"
+            raise InvalidOption(unknown[0], reason, step=str(name), workflow=self._name)
+        if isinstance(options.get("api"), list):
+            options["api"] = tuple(options["api"])
         try:
-            step = Step(name, js, _after_names(after, step=str(name)), timeout, retry)
+            after_names = _after_names(after, step=str(name))
+            step = Step(name, js, after_names, timeout, retry, **options)
         except InvalidOption as exc:
             raise self._with_workflow(exc) from None
         self._steps[name] = step
@@ -149,6 +217,7 @@ class Workflow:
         after: Iterable[StepRef] | StepRef = (),
         timeout: float | None = None,
         retry: Retry | None = None,
+        **options: Any,
     ) -> Callable[[Callable[..., Any]], Step]: ...
 
     def step(
@@ -160,6 +229,7 @@ class Workflow:
         after: Iterable[StepRef] | StepRef = (),
         timeout: float | None = None,
         retry: Retry | None = None,
+        **options: Any,
     ) -> Step | Callable[[Callable[..., Any]], Step]:
         """Decorator: the function's docstring is the step's JS, its name the step's name.
 
@@ -171,7 +241,14 @@ class Workflow:
             step_name = name if name is not None else func.__name__
             doc = func.__doc__
             js = inspect.cleandoc(doc) if isinstance(doc, str) else doc
-            return self.add_step(step_name, js=js, after=after, timeout=timeout, retry=retry)  # type: ignore[arg-type]
+            return self.add_step(
+                step_name,
+                js=js,  # type: ignore[arg-type]
+                after=after,
+                timeout=timeout,
+                retry=retry,
+                **options,
+            )
 
         return decorate(fn) if fn is not None else decorate
 

@@ -2,9 +2,11 @@
 
 Shape::
 
-    {"name": str,
+    {"name": str, "lib": shared JS,
      "steps": {step: {"js": str, "after": [step, ...], "timeout": seconds,
-                      "retry": {"attempts", "delay", "backoff", "max_delay", "jitter"}}}}
+                      "retry": {"attempts", "delay", "backoff", "max_delay", "jitter"},
+                      "when": JS expression, "run_if": rule, "api": [name, ...],
+                      "for_each": JS expression, "max_parallel": int}}}
 
 Only ``js`` is required per step. Errors carry the offending key as a dotted path
 (``steps.combine.timeout``); file errors add the file name.
@@ -26,7 +28,15 @@ from actors.errors import DefinitionError, InvalidOption, WorkflowFileError
 __all__ = ("workflow_from_dict", "workflow_from_file", "workflow_to_dict")
 
 _STEP_KEYS = frozenset({"js", "after", "timeout", "retry"})
-_TOP_KEYS = frozenset({"name", "steps"})
+# Step options given as they are (validated by Step itself), left out when at their default.
+_PLAIN_OPTIONS = {
+    "when": None,
+    "run_if": "all_completed",
+    "api": None,
+    "for_each": None,
+    "max_parallel": None,
+}
+_TOP_KEYS = frozenset({"name", "steps", "lib"})
 
 
 def workflow_to_dict(workflow: Workflow) -> dict[str, Any]:
@@ -39,8 +49,16 @@ def workflow_to_dict(workflow: Workflow) -> dict[str, Any]:
             entry["timeout"] = step.timeout
         if step.retry is not None:
             entry["retry"] = step.retry.to_dict()
+        for option, default in _PLAIN_OPTIONS.items():
+            value = getattr(step, option)
+            if value != default:
+                entry[option] = list(value) if isinstance(value, tuple) else value
         steps[name] = entry
-    return {"name": workflow.name, "steps": steps}
+    data: dict[str, Any] = {"name": workflow.name}
+    if workflow.lib is not None:
+        data["lib"] = workflow.lib
+    data["steps"] = steps
+    return data
 
 
 class _BadKey(DefinitionError):
@@ -121,14 +139,17 @@ def _build(data: object) -> Workflow:
         raise _BadKey("(top level)", "must be an object/table with 'name' and 'steps'")
     for key in data:
         if key not in _TOP_KEYS:
-            raise _BadKey(str(key), "unknown key (expected 'name' and 'steps')")
+            raise _BadKey(str(key), "unknown key (expected 'name', 'steps' and 'lib')")
     name = data.get("name")
     if not isinstance(name, str) or not name:
         raise _BadKey("name", f"must be a non-empty string, got {name!r}")
     steps = data.get("steps")
     if not isinstance(steps, Mapping) or not steps:
         raise _BadKey("steps", "must be a non-empty object/table of steps")
-    workflow = Workflow(name)
+    lib = data.get("lib")
+    if lib is not None and not (isinstance(lib, str) and lib.strip()):
+        raise _BadKey("lib", f"must be a non-empty string of JS, got {lib!r}")
+    workflow = Workflow(name, lib=lib)
     for step_name, spec in steps.items():
         _add(workflow, str(step_name), spec)
     workflow.validate()
@@ -140,7 +161,7 @@ def _add(workflow: Workflow, name: str, spec: object) -> None:
     if not isinstance(spec, Mapping):
         raise _BadKey(where, "must be an object/table with at least 'js'")
     for key in spec:
-        if key not in _STEP_KEYS:
+        if key not in _STEP_KEYS and key not in _PLAIN_OPTIONS:
             raise _BadKey(f"{where}.{key}", "unknown step option")
     if "js" not in spec:
         raise _BadKey(f"{where}.js", "is required")
@@ -148,9 +169,10 @@ def _add(workflow: Workflow, name: str, spec: object) -> None:
     if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
         raise _BadKey(f"{where}.after", f"must be a list of step names, got {after!r}")
     retry = _retry(spec.get("retry"), where=f"{where}.retry")
+    options = {key: spec[key] for key in _PLAIN_OPTIONS if key in spec}
     try:
         timeout = spec.get("timeout")
-        workflow.add_step(name, js=spec["js"], after=after, timeout=timeout, retry=retry)
+        workflow.add_step(name, js=spec["js"], after=after, timeout=timeout, retry=retry, **options)
     except InvalidOption as exc:
         raise _BadKey(f"{where}.{exc.option}", f"{exc.reason}, got {exc.value!r}") from None
 

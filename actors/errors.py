@@ -19,6 +19,7 @@ __all__ = (
     "CycleDetected",
     "DefinitionError",
     "DuplicateStep",
+    "ElementFailed",
     "EngineNotRunning",
     "InvalidOption",
     "RunLost",
@@ -35,6 +36,7 @@ __all__ = (
     "StoreRequired",
     "StoreVersionError",
     "UnknownDependency",
+    "UnknownHostFunction",
     "UnknownRun",
     "WorkflowFileError",
     "WorkflowFrozen",
@@ -72,6 +74,16 @@ class UnknownDependency(DefinitionError):
         super().__init__(f"step {step!r} depends on unknown step {dependency!r}", workflow=workflow)
         self.step = step
         self.dependency = dependency
+
+
+class UnknownHostFunction(DefinitionError):
+    """Step ``step`` lists ``function`` in its ``api``, but the engine has no such function."""
+
+    def __init__(self, step: str, function: str, *, workflow: str | None = None) -> None:
+        message = f"step {step!r}: api: the engine has no host function {function!r}"
+        super().__init__(message, workflow=workflow)
+        self.step = step
+        self.function = function
 
 
 class CycleDetected(DefinitionError):
@@ -316,6 +328,28 @@ class ScriptFailed(StepError):
             source_line=source_line,
         )
         self.stack = stack
+
+
+class ElementFailed(StepError):
+    """Element ``index`` of a ``for_each`` step failed for good, which fails the step.
+
+    ``name``, ``message`` and the position are the element's last error (``cause``,
+    itself a :class:`StepError`); ``attempt`` is that element's attempt.
+    """
+
+    def __init__(self, step: str, index: int, error: StepError) -> None:
+        super().__init__(
+            step,
+            error.name,
+            f"item {index}: {error.message}",
+            attempt=error.attempt,
+            retryable=False,
+            cause=error,
+            line=error.line,
+            column=error.column,
+            source_line=error.source_line,
+        )
+        self.index = index
 
 
 class StepTimedOut(StepError):

@@ -1,14 +1,11 @@
 """Data processing: fan out over chunks in parallel, then merge.
 
-A day of sensor readings sits in an object store as ``CHUNKS`` CSV parts. The
-workflow is built in a loop with ``add_step``: one ``chunk_<n>`` step per part
-(read it, apply the user's transformation, compute partial statistics), all
-independent, then ``merge`` after every one of them::
+A day of sensor readings sits in an object store as ``CHUNKS`` CSV parts. One
+``chunk`` step fans out over the parts with ``for_each`` (read one, apply the
+user's transformation from the shared ``lib``, compute partial statistics), and
+``merge`` gets the array of partial results, in order::
 
-    chunk_0 --+
-    chunk_1 --+
-    ...       +--> merge
-    chunk_7 --+
+    chunk (for each part: 0..7) --> merge
 
 The engine gets an explicit pool of 2 sandboxed workers; each serves many steps
 at once (they interleave while awaiting the store), so all 8 chunks' reads
@@ -76,11 +73,14 @@ def make_readings(day: str) -> dict[tuple[str, str], str]:
     return objects
 
 
-# The user's transformation: applied to every reading of every chunk.
-TRANSFORM_JS = "const transform = (celsius) => celsius * 9 / 5 + 32; // to Fahrenheit"
+# The user's transformation, shared by every element as lib.transform.
+LIB_JS = "function transform(celsius) { return celsius * 9 / 5 + 32; } // to Fahrenheit"
+
+# The parts: 0 .. chunks - 1, one element each.
+PARTS_JS = "Array.from({length: ctx.event.chunks}, (_, part) => part)"
 
 CHUNK_JS = """
-const key = `readings/${ctx.event.day}/part-${String(CHUNK).padStart(4, "0")}.csv`;
+const key = `readings/${ctx.event.day}/part-${String(item).padStart(4, "0")}.csv`;
 const text = await object_get("telemetry", key);
 const stats = {};
 let lines = 0, malformed = 0;
@@ -89,20 +89,20 @@ for (const line of text.split("\\n")) {
   const [sensor, , raw] = line.split(",");
   const celsius = Number(raw);
   if (!sensor || raw === undefined || !Number.isFinite(celsius)) { malformed++; continue; }
-  const value = transform(celsius);
+  const value = lib.transform(celsius);
   const s = (stats[sensor] ??= { count: 0, sum: 0, min: value, max: value });
   s.count++;
   s.sum += value;
   s.min = Math.min(s.min, value);
   s.max = Math.max(s.max, value);
 }
-return { chunk: CHUNK, lines, malformed, stats };
+return { chunk: item, lines, malformed, stats };
 """
 
 MERGE_JS = """
 const merged = {};
 let lines = 0, malformed = 0;
-for (const part of Object.values(deps)) {
+for (const part of deps.chunk) {
   lines += part.lines;
   malformed += part.malformed;
   for (const [sensor, s] of Object.entries(part.stats)) {
@@ -116,26 +116,23 @@ for (const part of Object.values(deps)) {
 const round = (x) => Math.round(x * 10) / 10;
 const sensors = Object.fromEntries(Object.entries(merged).sort().map(([name, m]) =>
   [name, { count: m.count, mean: round(m.sum / m.count), min: round(m.min), max: round(m.max) }]));
-return { chunks: Object.keys(deps).length, lines, malformed, sensors };
+return { chunks: deps.chunk.length, lines, malformed, sensors };
 """
 
 
-def build_workflow(chunks: int) -> Workflow:
-    wf = Workflow("sensor_fanout")
-    parts = [
-        wf.add_step(f"chunk_{n}", js=f"const CHUNK = {n};\n{TRANSFORM_JS}\n{CHUNK_JS}", timeout=5.0)
-        for n in range(chunks)
-    ]
-    wf.add_step("merge", js=MERGE_JS, after=parts)
+def build_workflow() -> Workflow:
+    wf = Workflow("sensor_fanout", lib=LIB_JS)
+    wf.add_step("chunk", js=CHUNK_JS, for_each=PARTS_JS, timeout=5.0)
+    wf.add_step("merge", js=MERGE_JS, after=["chunk"])
     return wf
 
 
 async def main() -> int:
     day = "2024-05-01"
     store = ObjectStore(make_readings(day))
-    workflow = build_workflow(CHUNKS)
+    workflow = build_workflow()
     async with Engine(api={"object_get": store.object_get}, pool=RuntimePool(size=2)) as engine:
-        result = await engine.run(workflow, event={"day": day})
+        result = await engine.run(workflow, event={"day": day, "chunks": CHUNKS})
     if result.status != "completed":
         print(f"fan-out failed: {[str(result.steps[s].error) for s in result.failed_steps]}")
         return 1

@@ -3,13 +3,18 @@
 ::
 
     validate -+-> reserve_inventory -+-> charge_payment --> fulfil
-              +-> quote_shipping ----+
+              +-> quote_shipping ----+          |
+                  reserve_inventory ------------+--> release_inventory (run_if all_done,
+                                                     when the payment failed)
 
 The payment gateway is flaky: its first call for each order times out (a counter,
 so it is deterministic). ``charge_payment`` has ``Retry(attempts=3, delay=0.05,
 backoff=2)`` and an idempotency key, so the second attempt charges exactly once.
 A second, invalid order fails at ``validate`` with a ``NonRetryableError``: it is
-not retried and every later step is skipped.
+not retried and every later step is skipped. A third order's card is declined:
+the payment fails for good, and ``release_inventory``, a compensation step that
+runs once its upstream steps ended (``run_if="all_done"``) and only when the
+payment failed (``when``), gives the reserved items back.
 
 Run it: ``python examples/order_processing.py``.
 """
@@ -37,11 +42,16 @@ class GatewayTimeout(Exception):
     pass
 
 
+class CardDeclined(Exception):
+    pass
+
+
 class Shop:
     """Inventory, carrier, payment gateway, warehouse and mailer of a small web shop."""
 
     def __init__(self) -> None:
         self.stock = {"kbd-mech": 5, "mouse-pro": 12, "usb-c-cable": 40}
+        self.reservations: dict[str, list[dict[str, Any]]] = {}
         self.payment_calls: Counter[str] = Counter()
         self.charges: dict[str, dict[str, Any]] = {}
         self.emails: list[dict[str, Any]] = []
@@ -50,6 +60,7 @@ class Shop:
         return {
             "catalog_lookup": self.catalog_lookup,
             "inventory_reserve": self.inventory_reserve,
+            "inventory_release": self.inventory_release,
             "shipping_quote": self.shipping_quote,
             "payment_charge": self.payment_charge,
             "warehouse_dispatch": self.warehouse_dispatch,
@@ -67,7 +78,14 @@ class Shop:
             raise ValueError(f"out of stock: {', '.join(short)}")
         for item in items:
             self.stock[item["sku"]] -= item["qty"]
+        self.reservations[f"res-{order_id}"] = items
         return {"reservation_id": f"res-{order_id}", "expires_in": 900}
+
+    async def inventory_release(self, reservation_id: str) -> dict[str, Any]:
+        await anyio.sleep(0.02)
+        for item in self.reservations.pop(reservation_id, []):
+            self.stock[item["sku"]] += item["qty"]
+        return {"released": reservation_id}
 
     async def shipping_quote(self, address: dict[str, Any], weight_kg: float) -> dict[str, Any]:
         await anyio.sleep(0.08)
@@ -82,6 +100,8 @@ class Shop:
         await anyio.sleep(0.05)
         if self.payment_calls[key] == 1:
             raise GatewayTimeout("payment gateway timed out (504)")
+        if request["card_token"] == "tok_declined":
+            raise CardDeclined("card declined")
         if key not in self.charges:  # idempotent: a retry never charges twice
             charge_id = f"ch_{len(self.charges) + 1:04d}"
             self.charges[key] = {"charge_id": charge_id, "amount": request["amount"]}
@@ -167,6 +187,15 @@ def fulfil() -> None:
     """
 
 
+@wf.step(
+    after=[reserve_inventory, charge_payment],
+    run_if="all_done",  # a compensation step: it runs whatever happened upstream ...
+    when="ctx.upstream.charge_payment.status === 'failed' && deps.reserve_inventory",
+)  # ... but only when there is a reservation to give back
+def release_inventory() -> None:
+    """return await inventory_release(deps.reserve_inventory.reservation_id);"""
+
+
 ORDERS = [
     {
         "id": "A-1001",
@@ -181,6 +210,13 @@ ORDERS = [
         "card_token": "tok_visa_4242",
         "address": {"street": "1 Main St", "city": "Boston", "country": "US"},
         "items": [{"sku": "mouse-pro", "qty": 0}],
+    },
+    {
+        "id": "A-1003",
+        "email": "cy@example.com",
+        "card_token": "tok_declined",
+        "address": {"street": "Rue 2", "city": "Lyon", "country": "FR"},
+        "items": [{"sku": "kbd-mech", "qty": 2}],
     },
 ]
 
@@ -207,12 +243,13 @@ async def main() -> int:
             report(result)
         tg.cancel_scope.cancel()
     charged = shop.charges.get("order-A-1001")
+    print(f"stock after all orders: {shop.stock}")
     return 0 if charged and shop.payment_calls["order-A-1001"] == 2 else 1
 
 
 def report(result: Any) -> None:
     if result.status == "completed":
-        out = result.output
+        out = result.steps["fulfil"].result
         attempts = result.steps["charge_payment"].attempts
         print(f"  {out['status']}: charged EUR {out['charged']:.2f} ({out['charge_id']},", end="")
         print(f" {attempts} payment attempts), tracking {out['tracking']}")
@@ -222,6 +259,9 @@ def report(result: Any) -> None:
         print(f"  {result.status} at {name}: {error.name}: {error.message}")
     skipped = [name for name, step in result.steps.items() if step.status == "skipped"]
     print(f"  skipped: {', '.join(skipped)}")
+    released = result.steps["release_inventory"]
+    if released.status == "completed":
+        print(f"  compensated: released {released.result['released']}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,6 @@
 
 from . import errors
 from ._pool import RuntimePool
-from ._results import Execution, LogLine, PoolStatistics
+from ._results import Execution, HostCall, LogLine, PoolStatistics
 
-__all__ = ("Execution", "LogLine", "PoolStatistics", "RuntimePool", "errors")
+__all__ = ("Execution", "HostCall", "LogLine", "PoolStatistics", "RuntimePool", "errors")

@@ -39,6 +39,7 @@
   const PromiseCtor = Promise;
   const SetCtor = Set;
   const AsyncFunction = (async function () {}).constructor;
+  const FunctionCtor = Function;
   const realSetTimeout = G.setTimeout;
   const realSetInterval = G.setInterval;
   const realClearTimeout = G.clearTimeout;
@@ -573,9 +574,54 @@
     return false;
   }
 
+  // ---- shared lib: run once per runtime and source, its result frozen throughout ----
+  const libs = new MapCtor();
+  function libObject(source) {
+    let value = mapGet(libs, source);
+    if (value === undefined) {
+      value = apply(new FunctionCtor('"use strict";\n' + source), undefined, []);
+      freezeAll(value);
+      if (libs.size >= 16) mapClear(libs);
+      mapSet(libs, source, value);
+    }
+    return value;
+  }
+  function freezeAll(root) {
+    const done = new SetCtor();
+    const todo = [root];
+    while (todo.length > 0) {
+      const v = todo.pop();
+      if ((typeof v !== "object" && typeof v !== "function") || v === null) continue;
+      if (setHas(done, v) || setHas(seen, v)) continue;  // seen: the intrinsics, frozen
+      setAdd(done, v);
+      freeze(v);
+      arrayPush(todo, getPrototypeOf(v));
+      const descs = getOwnPropertyDescriptors(v);
+      for (const k of ownKeys(descs)) arrayPush(todo, descs[k].value, descs[k].get, descs[k].set);
+    }
+  }
+
+  // ---- shared globals: parsed once per runtime and key, frozen (see _shared.py) ----
+  const sharedValues = new MapCtor();
+  function sharedObject(key, json) {
+    let value = mapGet(sharedValues, key);
+    if (value === undefined) {
+      if (typeof json !== "string") throw new ErrorCtor("shared globals lost on their way to the worker");
+      value = parse(json);
+      plainCopy(value, "shared input");  // depth and size check
+      freezeAll(value);
+      if (sharedValues.size >= 8) mapClear(sharedValues);
+      mapSet(sharedValues, key, value);
+    }
+    return value;
+  }
+  function isPlainObject(v) {
+    return v !== null && typeof v === "object" && !isArray(v);
+  }
+
   // Runs one script to its outcome: [kind, payload] where kind is "ok" (payload:
   // the value as JSON), "error" ({name, message, stack} as JSON) or "too_large".
-  async function execute(r, code, globalNames, apiNames, inputJson) {
+  async function execute(r, code, globalNames, apiNames, inputJson, lib, shared) {
     try {
       const inputs = parse(inputJson);
       plainCopy(inputs, "input");  // depth and size check
@@ -585,9 +631,27 @@
         arrayPush(names, globalNames[i]);
         arrayPush(args, inputs[globalNames[i]]);
       }
+      if (shared !== null && shared !== undefined) {
+        const values = sharedObject(shared[0], shared[2]);
+        for (let i = 0; i < shared[1].length; i++) {
+          const name = shared[1][i];
+          let value = values[name];
+          const at = names.indexOf(name);
+          if (at >= 0) {  // also a global of the run: the shallow merge, own keys winning
+            if (isPlainObject(value) && isPlainObject(args[at])) args[at] = freeze({ ...value, ...args[at] });
+            continue;
+          }
+          arrayPush(names, name);
+          arrayPush(args, value);
+        }
+      }
       for (let i = 0; i < apiNames.length; i++) {
         arrayPush(names, apiNames[i]);
         arrayPush(args, hostFunction(r, apiNames[i]));
+      }
+      if (typeof lib === "string") {
+        arrayPush(names, "lib");
+        arrayPush(args, libObject(lib));
       }
       const bindings = runBindings(r);
       for (let i = 0; i < RUN_BINDINGS.length; i++) {
@@ -615,10 +679,10 @@
     apply(promiseThen, hostOp(opTick), [() => report(r, "ok", answer(outcome[1])), () => answer()]);
   }
 
-  function start(token, code, globalNames, apiNames, inputJson, streamLogs) {
+  function start(token, code, globalNames, apiNames, inputJson, streamLogs, lib, shared) {
     const r = newRun(token, streamLogs);
     mapSet(runs, token, r);
-    const outcome = inRun(r, execute, undefined, [r, code, globalNames, apiNames, inputJson]);
+    const outcome = inRun(r, execute, undefined, [r, code, globalNames, apiNames, inputJson, lib, shared]);
     apply(promiseThen, outcome, [(o) => settle(r, o)]);
   }
 
@@ -703,7 +767,8 @@
   }
 
   // The dispatch loop: one long-lived call per runtime. Each host answer is a batch
-  // of commands: ["run", token, code, globalNames, apiNames, inputsJson, streamLogs],
+  // of commands: ["run", token, code, globalNames, apiNames, inputsJson, streamLogs, lib,
+  // shared ([key, names, json] or null)],
   // ["check", token, code, names] (compile only), ["abandon", token] (its deadline
   // passed or its caller left), ["idle", id] (the probe above) or ["stop"].
   async function serve() {
@@ -716,7 +781,7 @@
           continue;
         }
         activity++;
-        if (c[0] === "run") start(c[1], c[2], c[3], c[4], c[5], c[6]);
+        if (c[0] === "run") start(c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]);
         else if (c[0] === "check") check(c[1], c[2], c[3]);
         else if (c[0] === "abandon") {
           const r = mapGet(runs, c[1]);

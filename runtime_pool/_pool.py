@@ -19,8 +19,17 @@ from ._check import CheckLost, check_request, drive_check, syntax_error
 from ._console import StreamedLines
 from ._log import get_logger
 from ._process import WorkerProcess
-from ._results import Execution, LogLine, PoolStatistics
-from ._run import Evicted, Limits, WorkerGone, drive_run, prepare_run
+from ._results import Execution, HostCall, LogLine, PoolStatistics
+from ._run import (
+    Evicted,
+    Limits,
+    WorkerGone,
+    check_name,
+    drive_run,
+    encode_value,
+    prepare_run,
+)
+from ._shared import Shared, make_shared
 from ._slot import Checkout, Slot, Waiter
 
 __all__ = ("RuntimePool",)
@@ -180,6 +189,9 @@ class RuntimePool:
         timeout: float | None = None,
         on_start: Callable[[], object] | None = None,
         on_log: Callable[[LogLine], object] | None = None,
+        lib: str | None = None,
+        on_host_call: Callable[[HostCall], object] | None = None,
+        shared: Shared | None = None,
     ) -> Execution:
         """Like :meth:`run`, but return the value with the console lines and the duration.
 
@@ -187,7 +199,11 @@ class RuntimePool:
         worker: the moment its ``timeout`` starts counting. Waiting for a free worker
         comes before it and is not part of the timeout. ``on_log`` is called
         (synchronously) with each console line as the script writes it; the lines are
-        also in the result, or in the error's ``.logs``.
+        also in the result, or in the error's ``.logs``. ``lib``: the body of a
+        function run once per runtime (cached by its text) whose result, deeply
+        frozen, the script sees as ``lib``. ``on_host_call`` is called (synchronously)
+        with a :class:`HostCall` as each host function call ends. ``shared``: globals
+        from :meth:`share`, sent to each worker once.
         """
         if self._state != "open":
             raise errors.PoolClosed("the pool is not open")
@@ -195,7 +211,14 @@ class RuntimePool:
         if limit <= 0:
             raise ValueError("timeout must be positive")
         request = prepare_run(
-            code, globals or {}, api or {}, timeout=limit, max_value_bytes=self.max_value_bytes
+            code,
+            globals or {},
+            api or {},
+            timeout=limit,
+            max_value_bytes=self.max_value_bytes,
+            lib=lib,
+            on_host_call=on_host_call,
+            shared=shared,
         )
         self._runs += 1
         streamed = None if on_log is None else StreamedLines(on_log)
@@ -232,6 +255,17 @@ class RuntimePool:
                 raise
             finally:
                 self._release(slot, run.token)
+
+    def share(self, values: Mapping[str, Any]) -> Shared:
+        """Encode ``values`` (globals by name) once, for many :meth:`execute` calls.
+
+        Each worker receives them once and keeps the last few; the scripts see
+        them frozen. A name also given as an object in ``globals`` is the shallow
+        merge of both (the run's own keys win).
+        """
+        for name in values:
+            check_name(name)
+        return make_shared(values, encode_value(dict(values), "shared", self.max_value_bytes))
 
     async def check(self, code: str, *, names: Iterable[str] = ()) -> None:
         """Compile ``code`` in a worker without running it; raise if it does not compile.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ("Execution", "LogLine", "PoolStatistics")
+__all__ = ("Execution", "HostCall", "LogLine", "PoolStatistics")
 
 LogLevel = Literal["debug", "log", "info", "warn", "error"]
 
@@ -16,6 +16,20 @@ class LogLine:
 
     level: LogLevel
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class HostCall:
+    """A host function call a script made: what ``execute(on_host_call=)`` is given.
+
+    ``error`` is the exception's class name (``None``: it returned); ``duration``
+    is seconds spent in the function; ``arguments`` as the script passed them.
+    """
+
+    function: str
+    arguments: list[Any]
+    duration: float
+    error: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,8 @@ from anyio.abc import TaskGroup
 from . import _protocol, errors
 from ._inbox import Frame, RunInbox
 from ._log import get_logger
-from ._results import Execution, LogLine
+from ._results import Execution, HostCall, LogLine
+from ._shared import Shared, sent_keys
 from ._slot import ActiveRun, Slot
 from ._threads import HostThreads
 
@@ -70,6 +71,9 @@ class RunRequest:
     api: Mapping[str, Callable[..., Any]]
     inputs: bytes
     timeout: float
+    lib: str | None = None
+    on_host_call: Callable[[HostCall], object] | None = None
+    shared: Shared | None = None
 
 
 def prepare_run(
@@ -79,9 +83,16 @@ def prepare_run(
     *,
     timeout: float,
     max_value_bytes: int,
+    lib: str | None = None,
+    on_host_call: Callable[[HostCall], object] | None = None,
+    shared: Shared | None = None,
 ) -> RunRequest:
     """Check and encode a run's inputs; raise before any worker is involved."""
     check_code(code)
+    if lib is not None:
+        check_code(lib)
+        if "lib" in globals or "lib" in api:
+            raise ValueError("'lib' is given both as the shared script and as a global or api")
     for name in (*globals, *api):
         check_name(name)
     if both := set(globals) & set(api):
@@ -90,7 +101,12 @@ def prepare_run(
         if not callable(fn):
             raise TypeError(f"api[{name!r}] is not callable")
     inputs = encode_value(dict(globals), "globals", max_value_bytes)
-    return RunRequest(code, tuple(globals), dict(api), inputs, timeout)
+    if shared is not None:
+        if not isinstance(shared, Shared):
+            raise TypeError("shared must come from RuntimePool.share()")
+        if both := set(shared.names) & set(api):
+            raise ValueError(f"names given both as shared globals and api: {sorted(both)}")
+    return RunRequest(code, tuple(globals), dict(api), inputs, timeout, lib, on_host_call, shared)
 
 
 def check_code(code: object) -> None:
@@ -157,13 +173,22 @@ async def drive_run(
         "timeout": request.timeout,
         "stream_logs": on_log is not None,
     }
+    if request.lib is not None:
+        header["lib"] = request.lib
+    payload = request.inputs
+    if request.shared is not None:
+        shared = request.shared
+        header["shared"], header["shared_names"] = shared.key, list(shared.names)
+        if sent_keys(slot).touch(shared.key):  # not held there yet: send it first
+            header["shared_len"] = len(shared.data)
+            payload = shared.data + payload
     started = time.perf_counter()
     result: Frame | None = None
     sent = False
     try:
         with anyio.move_on_after(request.timeout + _BACKSTOP_GRACE):
             try:
-                await slot.process.send(header, request.inputs)
+                await slot.process.send(header, payload)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
                 slot.dead = True
                 raise WorkerGone from None
@@ -171,7 +196,7 @@ async def drive_run(
             if on_start is not None:
                 on_start()
             if request.api or on_log is not None:
-                result = await _serve_frames(slot, run, inbox, request.api, limits, on_log)
+                result = await _serve_frames(slot, run, inbox, request, limits, on_log)
             else:  # no host functions, so the only frame to come is the result
                 result = await _next_frame(inbox)
             if result is None and run.error is None and run.evicted is None and not slot.dead:
@@ -204,7 +229,7 @@ async def _serve_frames(
     slot: Slot,
     run: ActiveRun,
     inbox: RunInbox,
-    api: Mapping[str, Callable[..., Any]],
+    request: RunRequest,
     limits: Limits,
     on_log: Callable[[LogLine], object] | None,
 ) -> Frame | None:
@@ -217,9 +242,8 @@ async def _serve_frames(
         if frame is None or frame[0]["op"] == "result":
             return frame
         if frame[0]["op"] == "call":
-            return await _serve_calls(
-                frame, _HostCalls(slot, run.token, api, limits), inbox, on_log
-            )
+            calls = _HostCalls(slot, run.token, request.api, limits, request.on_host_call)
+            return await _serve_calls(frame, calls, inbox, on_log)
         _pass_log(frame, on_log)
 
 
@@ -326,9 +350,15 @@ class _HostCalls:
     """The host calls of one run: capped in number and argument bytes while in flight."""
 
     def __init__(
-        self, slot: Slot, token: int, api: Mapping[str, Callable[..., Any]], limits: Limits
+        self,
+        slot: Slot,
+        token: int,
+        api: Mapping[str, Callable[..., Any]],
+        limits: Limits,
+        on_call: Callable[[HostCall], object] | None = None,
     ) -> None:
         self._slot, self._token, self._api, self._limits = slot, token, api, limits
+        self._on_call = on_call
         self._in_flight = 0
         self._held = 0
         self.tasks = 0  # calls and refusals not yet replied to
@@ -360,12 +390,22 @@ class _HostCalls:
         its reply is written, so replies waiting to be sent are capped with the calls."""
         name = header["name"]
         try:
+            arguments = json.loads(payload)
+            began, failure = time.perf_counter(), None
             try:
-                value = await _call(self._api[name], json.loads(payload), self._limits.host_threads)
+                value = await _call(self._api[name], arguments, self._limits.host_threads)
                 kind = "ok"
             except Exception as exc:
                 kind, value = "error", _protocol.clip(str(exc) or f"{name}() failed")
+                failure = type(exc).__name__
                 logger.info("host_call_failed", function=name, error=_protocol.clip(repr(exc)))
+            except BaseException as exc:  # cancelled: the call happened all the same
+                failure = type(exc).__name__
+                raise
+            finally:
+                if self._on_call is not None:
+                    took = time.perf_counter() - began
+                    self._on_call(HostCall(name, arguments, took, failure))
             await self._reply(header, kind, value)
         finally:
             self._in_flight -= 1

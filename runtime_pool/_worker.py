@@ -25,6 +25,7 @@ from . import _protocol
 from ._position import locate
 from ._quiet import Quiet
 from ._sandbox import SandboxConfig, _Sandbox, syntax_position
+from ._shared import KeptKeys, take_shared
 
 __all__ = ("Worker",)
 
@@ -63,6 +64,7 @@ class Worker:
         self._generation = 0  # bumped for each new dispatch loop
         self._cycled = 0.0  # when the dispatch loop last came back for commands
         self._backlog: list[tuple[dict[str, Any], str]] = []
+        self._shared = KeptKeys()  # shared globals sent by the host (see _shared.py)
         self._accepting = False
         self._breaking = False
         self._recycling = False
@@ -123,7 +125,10 @@ class Worker:
     def _dispatch(self, header: dict[str, Any], payload: bytes) -> bool:
         op = header["op"]
         if op in ("run", "check"):
-            self._start(header, payload.decode())
+            text = payload.decode()
+            if "shared" in header:  # in arrival order, as the host sent them
+                text = take_shared(self._shared, header, text)
+            self._start(header, text)
         elif op == "reply":
             future = self._replies.pop(header["call"], None)
             if future is not None and not future.done():
@@ -304,7 +309,11 @@ class Worker:
         self._runs[token] = _Run(token, time.perf_counter(), deadline)
         self._sandbox.runs += 1
         stream = bool(header.get("stream_logs"))
-        self._push(["run", token, header["code"], header["globals"], header["api"], inputs, stream])
+        command = ["run", token, header["code"], header["globals"], header["api"], inputs, stream]
+        shared = None
+        if "shared" in header:
+            shared = [header["shared"], header["shared_names"], header["shared_json"]]
+        self._push([*command, header.get("lib"), shared])
         if self._sampler is None:
             self._sample()
 

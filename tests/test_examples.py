@@ -33,7 +33,10 @@ EXPECTED = {
         "charge_payment attempt 1 failed: payment gateway timed out (504); retrying in 0.05 s",
         "fulfilled: charged EUR 114.15 (ch_0001, 2 payment attempts)",
         "failed at validate: NonRetryableError: line 1: quantity must be a positive integer",
-        "skipped: reserve_inventory, quote_shipping, charge_payment, fulfil",
+        "skipped: reserve_inventory, quote_shipping, charge_payment, fulfil, release_inventory",
+        "failed at charge_payment: Error: card declined",
+        "compensated: released res-A-1003",
+        "stock after all orders: {'kbd-mech': 4, 'mouse-pro': 12, 'usb-c-cable': 38}",
     ],
     "fanout.py": [
         "8 chunks, 4000 lines, 6 malformed skipped",

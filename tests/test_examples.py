@@ -122,6 +122,10 @@ def test_seed_workflow_files_are_the_seed_example_as_data() -> None:
 
 
 @pytest.mark.timeout(90)
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_the_durable_example_resumes_after_ctrl_c(tmp_path: Path) -> None:
     db = ["--db", str(tmp_path / "runs.db")]
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
@@ -131,6 +135,9 @@ def test_the_durable_example_resumes_after_ctrl_c(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": path},
         stdout=subprocess.PIPE,
         text=True,
+        # A suite started in the background by a shell without job control inherits
+        # SIGINT ignored, and so would the example: give it Ctrl-C back.
+        preexec_fn=_sigint_default,
     )
     assert first.stdout is not None
     before = []

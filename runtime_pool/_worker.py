@@ -180,6 +180,11 @@ class Worker:
             return None
         if not self._accepting or self._recycling or self._breaking:
             return None
+        if self._sandbox.closed():
+            # The heap limit ended a run without a word, and the dispatch loop went on
+            # to answer an idle probe: parked now, the worker would not notice the death
+            # (``_sample``) until the pool woke it at the run's deadline.
+            return None
         earliest = float("inf")
         for run in self._runs.values():
             if run.ending is not None:

@@ -12,7 +12,7 @@
   const sandboxRandom = G.__sandboxRandom;  // from _random.js
   const MathObject = Math;
   const core = G.__bootstrap.core;
-  const [opNext, opCall, opReport, opTick, opLog, opChecked, opIdle] = ops;
+  const [opNext, opCall, opReport, opTick, opLog, opChecked, opIdle, opReports] = ops;
   // The run a piece of JS works for travels with it through awaits, timers and
   // promise jobs as V8's continuation data (deno_core's async context); an
   // unhandled rejection is reported with the context it was rejected in.
@@ -251,18 +251,23 @@
   }
   function makeConsole(r) {
     return freeze({
-      log: (...args) => record(r, "log", args),
-      info: (...args) => record(r, "info", args),
-      warn: (...args) => record(r, "warn", args),
-      error: (...args) => record(r, "error", args),
-      debug: (...args) => record(r, "debug", args),
+      log: freeze((...args) => record(r, "log", args)),
+      info: freeze((...args) => record(r, "info", args)),
+      warn: freeze((...args) => record(r, "warn", args)),
+      error: freeze((...args) => record(r, "error", args)),
+      debug: freeze((...args) => record(r, "debug", args)),
     });
+  }
+  // A run's own bindings are frozen too, with their methods and prototype objects.
+  function frozenFunction(fn) {
+    freeze(fn.prototype);
+    return freeze(fn);
   }
 
   // ---- timers: per run, numbered per run, all cleared when the run ends -------------
   // Each timer is {real, ms, due}: the worker is woken for the earliest `due`.
   function makeTimer(r, real, repeat) {
-    return function (callback, delay, ...args) {
+    return frozenFunction(function (callback, delay, ...args) {
       if (typeof callback !== "function") throw new TypeErrorCtor("callback must be a function");
       if (!r.live) return 0;
       const id = r.nextTimer++;
@@ -283,24 +288,24 @@
       }, ms);
       mapSet(r.timers, id, timer);
       return id;
-    };
+    });
   }
   function makeClear(r) {
-    return function (id) {
+    return frozenFunction(function (id) {
       const timer = mapGet(r.timers, id);
       if (timer === undefined) return;
       mapDelete(r.timers, id);
       realClearTimeout(timer.real);
-    };
+    });
   }
   function makeQueueMicrotask(r) {
-    return function (callback) {
+    return frozenFunction(function (callback) {
       if (typeof callback !== "function") throw new TypeErrorCtor("callback must be a function");
       realQueueMicrotask(() => {
         if (!r.live) return;
         try { inRun(r, callback, undefined, []); } catch (e) { fail(r, e); }
       });
-    };
+    });
   }
   function clearRunTimers(r) {
     for (const timer of r.timers.values()) realClearTimeout(timer.real);
@@ -547,23 +552,10 @@
   const RUN_BINDINGS = ["console", "setTimeout", "setInterval", "clearTimeout", "clearInterval", "queueMicrotask", "Math"];
   function runBindings(r) {
     const clear = makeClear(r);
-    const bindings = [
+    return [
       makeConsole(r), makeTimer(r, realSetTimeout, false), makeTimer(r, realSetInterval, true),
       clear, clear, makeQueueMicrotask(r), runMath(),
     ];
-    for (let i = 0; i < bindings.length; i++) hardenBinding(bindings[i]);
-    return bindings;
-  }
-  // A run's own bindings are frozen too, with their methods and prototype objects.
-  function hardenBinding(v) {
-    const values = [v];
-    const descs = getOwnPropertyDescriptors(v);
-    for (const k of ownKeys(descs)) arrayPush(values, descs[k].value);
-    for (let i = 0; i < values.length; i++) {
-      const d = values[i];
-      if (typeof d === "function" && d.prototype !== undefined) freeze(d.prototype);
-      if (d !== null && (typeof d === "object" || typeof d === "function")) freeze(d);
-    }
   }
   // A Math of its own: Math.random is a ChaCha20 stream keyed for this run alone.
   function runMath() {
@@ -667,6 +659,12 @@
     }
   }
 
+  // A success is reported one host round trip (a tick) after the run settled: a
+  // run that leaves a microtask flood behind never gets past it, and times out.
+  // The runs that settle before the tick is called share it and one report: the
+  // tick is called from a microtask queued by the first of them, and its answer
+  // comes in a later turn, after the checkpoint they settled in has drained.
+  let wave = [];  // [token, result JSON, logs JSON] of runs settled, not yet ticked
   function settle(r, outcome) {
     if (!r.live) return;
     if (outcome[0] !== "ok") {
@@ -674,9 +672,17 @@
       return;
     }
     close(r);
-    // One host round trip before the success is reported: a run that leaves a
-    // microtask flood behind never gets past it, and times out.
-    apply(promiseThen, hostOp(opTick), [() => report(r, "ok", answer(outcome[1])), () => answer()]);
+    if (wave.length === 0) realQueueMicrotask(tickWave);
+    arrayPush(wave, [r.token, outcome[1], stringify(r.logs)]);
+  }
+  function tickWave() {
+    const settled = wave;
+    wave = [];
+    apply(promiseThen, hostOp(opTick), [() => reportWave(answer(settled)), () => answer()]);
+  }
+  function reportWave(settled) {
+    for (let i = 0; i < settled.length; i++) mapDelete(runs, settled[i][0]);
+    apply(promiseThen, hostOp(opReports, settled, pendingAsync), [noop, noop]);
   }
 
   function start(token, code, globalNames, apiNames, inputJson, streamLogs, lib, shared) {

@@ -12,7 +12,11 @@
   const sandboxRandom = G.__sandboxRandom;  // from _random.js
   const MathObject = Math;
   const core = G.__bootstrap.core;
-  const [opNext, opCall, opReport, opTick, opLog, opChecked, opIdle, opReports] = ops;
+  const [opNext, opCall, opReport, opLog, opChecked, opIdle, opReports] = ops;
+  // deno_core's own async op that resolves one event loop turn later, never during
+  // a microtask checkpoint (nothing crosses to Python). See settle() below.
+  const nextTurn = core.ops.op_void_async_deferred;
+  if (typeof nextTurn !== "function") throw new Error("jsrun lacks op_void_async_deferred");
   // The run a piece of JS works for travels with it through awaits, timers and
   // promise jobs as V8's continuation data (deno_core's async context); an
   // unhandled rejection is reported with the context it was rejected in.
@@ -60,7 +64,7 @@
   // ---- what the worker needs to know before it may be parked -------------------
   // `activity` moves whenever something happened that may give this runtime more
   // to do; `called` counts host ops called (all but next, probe and idle), and
-  // `answered` the replies of host calls and ticks taken in. See probeIdle().
+  // `answered` the replies of host calls taken in. See probeIdle().
   let activity = 0, called = 0, answered = 0;
   function hostOp(op, ...args) {
     called++;
@@ -659,12 +663,13 @@
     }
   }
 
-  // A success is reported one host round trip (a tick) after the run settled: a
-  // run that leaves a microtask flood behind never gets past it, and times out.
-  // The runs that settle before the tick is called share it and one report: the
-  // tick is called from a microtask queued by the first of them, and its answer
-  // comes in a later turn, after the checkpoint they settled in has drained.
-  let wave = [];  // [token, result JSON, logs JSON] of runs settled, not yet ticked
+  // A success is reported one event loop turn after the run settled: a run that
+  // leaves a microtask flood behind never gets past it, and times out. The runs
+  // that settle before that turn is asked for share it and one report: it is asked
+  // for from a microtask queued by the first of them, and comes after the
+  // checkpoint they settled in has drained.
+  let wave = [];  // [token, result JSON, logs JSON] of runs settled, not yet past a turn
+  let waiting = 0;  // waves waiting for their turn
   function settle(r, outcome) {
     if (!r.live) return;
     if (outcome[0] !== "ok") {
@@ -672,13 +677,19 @@
       return;
     }
     close(r);
-    if (wave.length === 0) realQueueMicrotask(tickWave);
+    if (wave.length === 0) realQueueMicrotask(awaitTurn);
     arrayPush(wave, [r.token, outcome[1], stringify(r.logs)]);
   }
-  function tickWave() {
+  function awaitTurn() {
     const settled = wave;
     wave = [];
-    apply(promiseThen, hostOp(opTick), [() => reportWave(answer(settled)), () => answer()]);
+    waiting++;
+    activity++;
+    const done = () => {
+      waiting--;
+      activity++;
+    };
+    apply(promiseThen, nextTurn(), [() => { done(); reportWave(settled); }, done]);
   }
   function reportWave(settled) {
     for (let i = 0; i < settled.length; i++) mapDelete(runs, settled[i][0]);
@@ -765,7 +776,7 @@
     const mark = activity;
     probing = new PromiseCtor((resolve) => {
       realSetTimeout(() => {
-        const idle = activity === mark && pendingAsync === 0;
+        const idle = activity === mark && pendingAsync === 0 && waiting === 0 && wave.length === 0;
         const next = idle ? untilNextTimer() : -1;
         resolve(apply(promiseThen, callAsync(opIdle, id, idle, called, answered, next), [noop, noop]));
       }, 0);

@@ -87,7 +87,6 @@ class Worker:
             "next": self._op_next,
             "call": self._op_call,
             "report": self._op_report,
-            "tick": self._op_tick,
             "log": self._op_log,
             "checked": self._op_checked,
             "idle": self._quiet.op_idle,
@@ -222,18 +221,6 @@ class Worker:
             return [["stop"]]  # a loop left over from before a restart ends here
         batch, self._commands = self._commands, []
         return batch
-
-    async def _op_tick(self, epoch: int) -> None:
-        # Really suspend: an op that completes at once can be resolved inside the
-        # microtask checkpoint, and the tick must prove the checkpoint ended.
-        quiet = self._quiet
-        quiet.started(epoch)
-        quiet.tick(epoch, 1)
-        try:
-            await asyncio.sleep(0)
-        finally:
-            quiet.tick(epoch, -1)
-            quiet.answered(epoch)
 
     async def _op_log(self, epoch: int, token: int, level: str, text: str) -> None:
         self._quiet.started(epoch)

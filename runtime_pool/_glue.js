@@ -12,7 +12,11 @@
   const sandboxRandom = G.__sandboxRandom;  // from _random.js
   const MathObject = Math;
   const core = G.__bootstrap.core;
-  const [opNext, opCall, opReport, opTick, opLog, opChecked, opIdle] = ops;
+  const [opNext, opCall, opReport, opLog, opChecked, opIdle, opReports] = ops;
+  // deno_core's own async op that resolves one event loop turn later, never during
+  // a microtask checkpoint (nothing crosses to Python). See settle() below.
+  const nextTurn = core.ops.op_void_async_deferred;
+  if (typeof nextTurn !== "function") throw new Error("jsrun lacks op_void_async_deferred");
   // The run a piece of JS works for travels with it through awaits, timers and
   // promise jobs as V8's continuation data (deno_core's async context); an
   // unhandled rejection is reported with the context it was rejected in.
@@ -60,7 +64,7 @@
   // ---- what the worker needs to know before it may be parked -------------------
   // `activity` moves whenever something happened that may give this runtime more
   // to do; `called` counts host ops called (all but next, probe and idle), and
-  // `answered` the replies of host calls and ticks taken in. See probeIdle().
+  // `answered` the replies of host calls taken in. See probeIdle().
   let activity = 0, called = 0, answered = 0;
   function hostOp(op, ...args) {
     called++;
@@ -251,18 +255,23 @@
   }
   function makeConsole(r) {
     return freeze({
-      log: (...args) => record(r, "log", args),
-      info: (...args) => record(r, "info", args),
-      warn: (...args) => record(r, "warn", args),
-      error: (...args) => record(r, "error", args),
-      debug: (...args) => record(r, "debug", args),
+      log: freeze((...args) => record(r, "log", args)),
+      info: freeze((...args) => record(r, "info", args)),
+      warn: freeze((...args) => record(r, "warn", args)),
+      error: freeze((...args) => record(r, "error", args)),
+      debug: freeze((...args) => record(r, "debug", args)),
     });
+  }
+  // A run's own bindings are frozen too, with their methods and prototype objects.
+  function frozenFunction(fn) {
+    freeze(fn.prototype);
+    return freeze(fn);
   }
 
   // ---- timers: per run, numbered per run, all cleared when the run ends -------------
   // Each timer is {real, ms, due}: the worker is woken for the earliest `due`.
   function makeTimer(r, real, repeat) {
-    return function (callback, delay, ...args) {
+    return frozenFunction(function (callback, delay, ...args) {
       if (typeof callback !== "function") throw new TypeErrorCtor("callback must be a function");
       if (!r.live) return 0;
       const id = r.nextTimer++;
@@ -283,24 +292,24 @@
       }, ms);
       mapSet(r.timers, id, timer);
       return id;
-    };
+    });
   }
   function makeClear(r) {
-    return function (id) {
+    return frozenFunction(function (id) {
       const timer = mapGet(r.timers, id);
       if (timer === undefined) return;
       mapDelete(r.timers, id);
       realClearTimeout(timer.real);
-    };
+    });
   }
   function makeQueueMicrotask(r) {
-    return function (callback) {
+    return frozenFunction(function (callback) {
       if (typeof callback !== "function") throw new TypeErrorCtor("callback must be a function");
       realQueueMicrotask(() => {
         if (!r.live) return;
         try { inRun(r, callback, undefined, []); } catch (e) { fail(r, e); }
       });
-    };
+    });
   }
   function clearRunTimers(r) {
     for (const timer of r.timers.values()) realClearTimeout(timer.real);
@@ -547,23 +556,10 @@
   const RUN_BINDINGS = ["console", "setTimeout", "setInterval", "clearTimeout", "clearInterval", "queueMicrotask", "Math"];
   function runBindings(r) {
     const clear = makeClear(r);
-    const bindings = [
+    return [
       makeConsole(r), makeTimer(r, realSetTimeout, false), makeTimer(r, realSetInterval, true),
       clear, clear, makeQueueMicrotask(r), runMath(),
     ];
-    for (let i = 0; i < bindings.length; i++) hardenBinding(bindings[i]);
-    return bindings;
-  }
-  // A run's own bindings are frozen too, with their methods and prototype objects.
-  function hardenBinding(v) {
-    const values = [v];
-    const descs = getOwnPropertyDescriptors(v);
-    for (const k of ownKeys(descs)) arrayPush(values, descs[k].value);
-    for (let i = 0; i < values.length; i++) {
-      const d = values[i];
-      if (typeof d === "function" && d.prototype !== undefined) freeze(d.prototype);
-      if (d !== null && (typeof d === "object" || typeof d === "function")) freeze(d);
-    }
   }
   // A Math of its own: Math.random is a ChaCha20 stream keyed for this run alone.
   function runMath() {
@@ -667,6 +663,13 @@
     }
   }
 
+  // A success is reported one event loop turn after the run settled: a run that
+  // leaves a microtask flood behind never gets past it, and times out. The runs
+  // that settle before that turn is asked for share it and one report: it is asked
+  // for from a microtask queued by the first of them, and comes after the
+  // checkpoint they settled in has drained.
+  let wave = [];  // [token, result JSON, logs JSON] of runs settled, not yet past a turn
+  let waiting = 0;  // waves waiting for their turn
   function settle(r, outcome) {
     if (!r.live) return;
     if (outcome[0] !== "ok") {
@@ -674,9 +677,23 @@
       return;
     }
     close(r);
-    // One host round trip before the success is reported: a run that leaves a
-    // microtask flood behind never gets past it, and times out.
-    apply(promiseThen, hostOp(opTick), [() => report(r, "ok", answer(outcome[1])), () => answer()]);
+    if (wave.length === 0) realQueueMicrotask(awaitTurn);
+    arrayPush(wave, [r.token, outcome[1], stringify(r.logs)]);
+  }
+  function awaitTurn() {
+    const settled = wave;
+    wave = [];
+    waiting++;
+    activity++;
+    const done = () => {
+      waiting--;
+      activity++;
+    };
+    apply(promiseThen, nextTurn(), [() => { done(); reportWave(settled); }, done]);
+  }
+  function reportWave(settled) {
+    for (let i = 0; i < settled.length; i++) mapDelete(runs, settled[i][0]);
+    apply(promiseThen, hostOp(opReports, settled, pendingAsync), [noop, noop]);
   }
 
   function start(token, code, globalNames, apiNames, inputJson, streamLogs, lib, shared) {
@@ -759,7 +776,7 @@
     const mark = activity;
     probing = new PromiseCtor((resolve) => {
       realSetTimeout(() => {
-        const idle = activity === mark && pendingAsync === 0;
+        const idle = activity === mark && pendingAsync === 0 && waiting === 0 && wave.length === 0;
         const next = idle ? untilNextTimer() : -1;
         resolve(apply(promiseThen, callAsync(opIdle, id, idle, called, answered, next), [noop, noop]));
       }, 0);

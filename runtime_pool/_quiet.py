@@ -13,7 +13,7 @@ checked (``wake`` is null); the pool parks it after its own short delay.
 
 The JS is idle when, across a timer turn, nothing happened in it, and
 every host op it called has started here and every reply it was sent (host-call
-replies and ticks) has been taken in there. Counts are per runtime (its epoch).
+replies) has been taken in there. Counts are per runtime (its epoch).
 The worker itself must not enter a guarded jsrun call after its report unless
 woken by a frame or a timer it reported: it reports only while it accepts runs
 and is not recycling.
@@ -62,8 +62,7 @@ class Quiet:
         self._pushes = 0  # commands the worker gave the dispatch loop on its own
         self.epoch = 0  # the current runtime
         self._started = 0  # host ops the runtime called that started here
-        self._done = 0  # of those, calls and ticks answered (the JS counts them)
-        self._ticks = 0  # ticks in progress: they end without a frame
+        self._done = 0  # of those, calls answered (the JS counts them)
         self._ids = itertools.count()
         self._probe: _Probe | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -76,7 +75,7 @@ class Quiet:
     def new_runtime(self) -> int:
         """A new runtime starts counting from zero; return its epoch."""
         self.epoch += 1
-        self._started = self._done = self._ticks = 0
+        self._started = self._done = 0
         self._probe = None
         return self.epoch
 
@@ -103,10 +102,6 @@ class Quiet:
         if epoch == self.epoch:
             self._done += 1
         self.touch()
-
-    def tick(self, epoch: int, delta: int) -> None:
-        if epoch == self.epoch:
-            self._ticks += delta
 
     # ---- probing -----------------------------------------------------------------
 
@@ -146,7 +141,6 @@ class Quiet:
             idle
             and deadline is not None
             and (called, answered) == (self._started, self._done)
-            and self._ticks == 0
             and (self.seen, self._pushes) == (mine.seen, mine.pushes)
         )
         if not quiet or deadline is None:

@@ -87,17 +87,20 @@ class Worker:
             "next": self._op_next,
             "call": self._op_call,
             "report": self._op_report,
-            "tick": self._op_tick,
             "log": self._op_log,
             "checked": self._op_checked,
             "idle": self._quiet.op_idle,
+            "reports": self._op_reports,
         }
         return {name: functools.partial(op, epoch) for name, op in ops.items()}
 
     # ---- frames ------------------------------------------------------------------
 
     def _send(self, header: dict[str, Any], payload: bytes = b"") -> None:
-        view = memoryview(_protocol.encode(header, payload))
+        self._write(_protocol.encode(header, payload))
+
+    def _write(self, frames: bytes) -> None:
+        view = memoryview(frames)
         while view:
             view = view[os.write(self._out, view) :]
 
@@ -224,18 +227,6 @@ class Worker:
         batch, self._commands = self._commands, []
         return batch
 
-    async def _op_tick(self, epoch: int) -> None:
-        # Really suspend: an op that completes at once can be resolved inside the
-        # microtask checkpoint, and the tick must prove the checkpoint ended.
-        quiet = self._quiet
-        quiet.started(epoch)
-        quiet.tick(epoch, 1)
-        try:
-            await asyncio.sleep(0)
-        finally:
-            quiet.tick(epoch, -1)
-            quiet.answered(epoch)
-
     async def _op_log(self, epoch: int, token: int, level: str, text: str) -> None:
         self._quiet.started(epoch)
         if token in self._runs:
@@ -291,6 +282,19 @@ class Worker:
             kind, payload = run.ending or "timeout", ""
         self._close_run(run)
         self._send_result(run, kind, payload, logs)
+        self._after_run()
+
+    async def _op_reports(self, epoch: int, settled: list[list[str]], pending_async: int) -> None:
+        """Successes, [token, result JSON, logs JSON] each, reported at once: one write."""
+        self._quiet.started(epoch)
+        self._pending_async = int(pending_async)
+        frames = []
+        for token, payload, logs in settled:
+            run = self._runs.pop(int(token), None)
+            if run is not None:
+                self._close_run(run)
+                frames.append(self._result_frame(run, "ok", payload, logs))
+        self._write(b"".join(frames))
         self._after_run()
 
     # ---- runs ---------------------------------------------------------------------------
@@ -372,6 +376,11 @@ class Worker:
     def _send_result(
         self, run: _Run, kind: str, payload: str, logs: str, reason: str | None = None
     ) -> None:
+        self._write(self._result_frame(run, kind, payload, logs, reason))
+
+    def _result_frame(
+        self, run: _Run, kind: str, payload: str, logs: str, reason: str | None = None
+    ) -> bytes:
         header: dict[str, Any] = {
             "op": "result",
             "id": run.token,
@@ -386,7 +395,7 @@ class Worker:
             header["detail"] = json.loads(payload)
         elif kind != "ok":
             header["detail"] = payload
-        self._send(header, payload.encode() if kind == "ok" else b"")
+        return _protocol.encode(header, payload.encode() if kind == "ok" else b"")
 
     def _single_culprit(self) -> set[int]:
         """With one run in flight the breach is its own; with several it is unknown."""

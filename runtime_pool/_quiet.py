@@ -34,6 +34,9 @@ _QUIET = 0.001  # no frame or op this long: ask the JS whether it is idle
 _QUIET_MAX = 0.05  # probes that find work back off up to this
 _MIN_PARK = 0.004  # a wake-up due sooner than this is not worth a park
 _AFTER_WAKE = 0.001  # probe again this long after the wake-up the pool was asked for
+# A worker with runs is parked at most this long at a time: woken, it looks at its
+# runtime again (``_sample``), so a death it missed costs a second, not a deadline.
+_MAX_PARK = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +152,7 @@ class Quiet:
             return
         now = time.monotonic()
         wake = deadline if timer_ms < 0 else min(deadline, now + timer_ms / 1000)
+        wake = min(wake, now + _MAX_PARK)
         if wake - now >= _MIN_PARK:
             self._send({"op": "idle", "seen": mine.seen, "wake": wake})
             self._wait = _QUIET

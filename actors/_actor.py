@@ -42,6 +42,9 @@ from actors._rules import (
     upstream_view,
 )
 from actors._runner import ExecutionLike, LogEntry, StepRunner
+from actors._wait_step import WaitStep
+from actors._waiters import Waits
+from actors._waits import is_wait
 from actors._workflow import Step
 from actors.errors import StepError
 
@@ -68,6 +71,7 @@ class RunScope:
     lib: str | None = None  # the shared script (Workflow.lib_script)
     audit_arguments: bool = False  # host.called events carry the arguments
     journal: RunJournal | None = None  # the run's store, if the engine has one
+    waits: Waits | None = None  # the engine's waiters and timers (wait steps)
     # publish without waiting, or say False (then ``emit``); the bus's publish_event_nowait
     emit_nowait: Callable[[LifecycleEvent], bool] = field(default=lambda event: False)
     # start a task in the run's task group (set when the run starts its actors)
@@ -135,6 +139,8 @@ class StepActor:
                 return verdict
             if verdict is not True:
                 return await self._skip(CONDITION_FALSE)
+        if is_wait(step):
+            return await WaitStep(self, deps).run()
         if step.for_each is not None:
             return await FanOut(self, deps).run()
         return await self._execute(deps)

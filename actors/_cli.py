@@ -32,6 +32,7 @@ from actors._cli_report import failure_messages, say, timeout_message
 from actors._cli_run import BadInput, load_api, load_event, load_json_object, load_workflow, run
 from actors._cli_store import add_store_commands
 from actors._results import RunResult
+from actors._waits import is_wait, wait_note
 from actors._workflow import Step, Workflow
 from actors.errors import StepSyntaxError, UnknownHostFunction
 
@@ -200,7 +201,8 @@ def mermaid(workflow: Workflow) -> str:
 
     Step names that are not plain identifiers (or are Mermaid keywords) get an
     ``s<n>`` id and their name as a quoted label. A ``for_each`` step is drawn as a
-    subroutine ``[[...]]``, a step with ``when`` as a hexagon ``{{...}}``; their
+    subroutine ``[[...]]``, a waiting step (``sleep``, ``wait_for``...) as a stadium
+    ``([...])``, a step with ``when`` as a hexagon ``{{...}}``; their
     expressions and a ``run_if`` rule are lines of the label, and the edges into a
     step with a ``run_if`` rule are dotted.
     """
@@ -230,6 +232,9 @@ def _notes(step: Step) -> list[str]:
         notes.append(f"when: {_one_line(step.when)}")
     if step.run_if != "all_completed":
         notes.append(f"run if: {step.run_if}")
+    waits = wait_note(step)
+    if waits is not None:
+        notes.append(waits)
     return notes
 
 
@@ -240,6 +245,8 @@ def _one_line(expression: str) -> str:
 def _shape(step: Step) -> tuple[str, str]:
     if step.for_each is not None:
         return "[[", "]]"
+    if is_wait(step):
+        return "([", "])"
     if step.when is not None:
         return "{{", "}}"
     return "[", "]"

@@ -89,7 +89,8 @@ class Durable:
             steps = {s.step: s for s in await self.store.get_steps(record.id)}
             recorded = {n: step_from_record(s) for n, s in steps.items() if s.status in FINAL}
             attempts = attempts_started(record.definition, steps)
-            runs.append(self._revive(workflow, record, env, recorded, attempts))
+            waiting = {n: s.result for n, s in steps.items() if s.status == "waiting"}
+            runs.append(self._revive(workflow, record, env, recorded, attempts, waiting))
         return runs
 
     async def take_over(
@@ -171,8 +172,9 @@ class Durable:
         env: RunEnvironment,
         recorded: Mapping[str, StepResult],
         attempts: Mapping[str, int],
+        waiting: Mapping[str, Any] | None = None,
     ) -> Run:
-        journal = RunJournal(self.store, record.id, attempts)
+        journal = RunJournal(self.store, record.id, attempts, waiting)
         journal.recorded(recorded)
         run = Run(workflow, event=record.event, env=env, run_id=record.id, recorded=recorded)
         run.attach(journal)

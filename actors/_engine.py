@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
+from anyio.lowlevel import checkpoint
 
 from actors._admission import Admission, EngineStatistics, run_admitted
 from actors._audit import check_capabilities
@@ -26,6 +27,7 @@ from actors._runner import StepRunner, default_runner
 from actors._shutdown import ActiveRuns, Shutdown, check_shutdown, drain, sole_exception
 from actors._store import RunStore, open_store
 from actors._trigger import Trigger, trigger_key
+from actors._waiters import Waits
 from actors._workflow import Workflow
 from actors.errors import EngineNotRunning, InvalidOption, StoreRequired, UnknownRun
 
@@ -94,6 +96,7 @@ class Engine:
         self._task_group: TaskGroup | None = None
         self._env: RunEnvironment | None = None
         self._checked = CheckedScripts()
+        self._waits = Waits(self._bus.waiters)
         opened = open_store(store)
         self._durable = None if opened is None else Durable(opened)
         self._resume = bool(resume)
@@ -118,6 +121,7 @@ class Engine:
             if self._durable is not None:
                 await stack.enter_async_context(self._durable.store)
             task_group = await stack.enter_async_context(anyio.create_task_group())
+            await task_group.start(self._waits.serve)
             self._env = RunEnvironment(
                 runner,
                 self._bus,
@@ -126,6 +130,7 @@ class Engine:
                 self._timeout,
                 self._retry,
                 audit_arguments=self._audit_arguments,
+                waits=self._waits,
             )
             self._task_group = task_group
             if self._log_events:
@@ -221,9 +226,11 @@ class Engine:
     async def _execute(
         self, run: Run, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
+        self._waits.enter(run.id)
         try:
             await run_admitted(self._admission, run, task_status=task_status)
         finally:
+            self._waits.leave(run.id)
             if self._durable is not None:
                 self._durable.ended(run)
 
@@ -234,6 +241,19 @@ class Engine:
                 await self._admit(run)
             except EngineNotRunning:
                 return
+
+    async def send(self, run_id: str, topic: str, payload: Any = None) -> None:
+        """Give ``payload`` to run ``run_id``'s ``wait_for`` step on ``topic`` (whatever
+        its ``match``); if it is not waiting on ``topic`` yet, the payload is kept for it
+        (up to 64 per run, while the run is under way here). Raises
+        :class:`~actors.errors.UnknownRun` if the run is not under way in this engine.
+        """
+        if self._task_group is None:
+            raise EngineNotRunning()
+        if not isinstance(topic, str) or not topic:
+            raise InvalidOption("topic", "must be a non-empty string", value=topic)
+        self._waits.send(run_id, topic, payload)
+        await checkpoint()
 
     def statistics(self) -> EngineStatistics:
         """Runs active, waiting to start, and finished (by status) so far."""

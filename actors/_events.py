@@ -32,6 +32,7 @@ __all__ = (
     "StepRetrying",
     "StepSkipped",
     "StepStarted",
+    "StepWaiting",
 )
 
 
@@ -67,6 +68,19 @@ class StepStarted(LifecycleEvent):
     """An attempt of ``step`` started (``attempt`` counts from 1)."""
 
     topic: str = field(default="step.started", init=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepWaiting(LifecycleEvent):
+    """A ``sleep``/``sleep_until``/``wait_for`` step is waiting (``step.waiting``, after
+    its ``step.started``): for an event on ``waits_for`` whose field ``match`` equals
+    ``value`` (``None``: no event), until the Unix time ``until`` (``None``: no limit)."""
+
+    topic: str = field(default="step.waiting", init=False)
+    waits_for: str | None = None
+    match: str | None = None
+    value: Any = None
+    until: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -28,6 +28,7 @@ from actors._results import RunResult, RunStatus, StepResult
 from actors._retry import Retry
 from actors._runner import StepRunner
 from actors._store_codec import message_of
+from actors._waiters import Waits
 from actors._workflow import Workflow
 from actors.errors import InvalidOption
 
@@ -50,6 +51,7 @@ class RunEnvironment:
     timeout: float
     retry: Retry
     audit_arguments: bool = False
+    waits: Waits | None = None  # the engine's waiters and timers (wait steps)
 
 
 class Run:
@@ -84,6 +86,7 @@ class Run:
             retry=env.retry,
             lib=workflow.lib_script,
             audit_arguments=env.audit_arguments,
+            waits=env.waits,
         )
         self._recorded = recorded or {}
         self._scope.results.update(self._recorded)

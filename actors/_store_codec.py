@@ -16,7 +16,14 @@ from typing import Any, cast
 from actors._messages import Completed, Failed, Message, Skipped
 from actors._results import RunResult, RunStatus, StepResult, StepStatus
 from actors._store import RunRecord, StepRecord
-from actors.errors import SandboxFailed, ScriptFailed, StepError, StepTimedOut
+from actors.errors import (
+    SandboxFailed,
+    ScriptFailed,
+    StepError,
+    StepTimedOut,
+    WaitFailed,
+    WaitTimedOut,
+)
 
 __all__ = (
     "StoredLog",
@@ -55,8 +62,10 @@ def error_to_data(error: StepError) -> dict[str, Any]:
     }
     if isinstance(error, ScriptFailed):
         data["stack"] = error.stack
-    if isinstance(error, StepTimedOut):
+    if isinstance(error, StepTimedOut | WaitTimedOut):
         data["timeout"] = error.timeout
+    if isinstance(error, WaitTimedOut):
+        data["topic"] = error.topic
     return data
 
 
@@ -66,6 +75,10 @@ def error_from_data(data: Mapping[str, Any]) -> StepError:
     where = {k: data.get(k) for k in ("line", "column", "source_line")}
     if kind == "StepTimedOut":
         return StepTimedOut(step, float(data.get("timeout") or 0), attempt=attempt)
+    if kind == "WaitTimedOut":
+        return WaitTimedOut(step, str(data.get("topic")), float(data.get("timeout") or 0))
+    if kind == "WaitFailed":
+        return WaitFailed(step, data["message"])
     if kind == "ScriptFailed":
         return ScriptFailed(
             step, data["name"], data["message"], attempt=attempt, stack=data.get("stack"), **where

@@ -38,6 +38,8 @@ __all__ = (
     "UnknownDependency",
     "UnknownHostFunction",
     "UnknownRun",
+    "WaitFailed",
+    "WaitTimedOut",
     "WorkflowFileError",
     "WorkflowFrozen",
 )
@@ -363,6 +365,25 @@ class StepTimedOut(StepError):
             step, "ScriptTimeout", message, attempt=attempt, retryable=True, cause=cause
         )
         self.timeout = timeout
+
+
+class WaitTimedOut(StepError):
+    """A ``wait_for`` step saw no matching event on ``topic`` within ``timeout`` seconds."""
+
+    def __init__(self, step: str, topic: str, timeout: float) -> None:
+        message = f"no event on {topic!r} within {timeout:g} s"
+        super().__init__(step, "WaitTimedOut", message, attempt=1, retryable=False)
+        self.topic = topic
+        self.timeout = timeout
+
+
+class WaitFailed(StepError):
+    """A ``sleep_until`` or ``wait_for`` step could not start waiting: its wake time is
+    not an ISO time, or ``ctx.event`` lacks the ``match`` field (``reason`` says)."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(step, "WaitFailed", reason, attempt=1, retryable=False)
+        self.reason = reason
 
 
 class SandboxFailed(StepError):

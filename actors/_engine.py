@@ -96,7 +96,7 @@ class Engine:
         self._task_group: TaskGroup | None = None
         self._env: RunEnvironment | None = None
         self._checked = CheckedScripts()
-        self._waits = Waits(self._bus.waiters)
+        self._waits = Waits(self._bus.waiters, self._admission)
         opened = open_store(store)
         self._durable = None if opened is None else Durable(opened)
         self._resume = bool(resume)
@@ -228,7 +228,7 @@ class Engine:
     ) -> None:
         self._waits.enter(run.id)
         try:
-            await run_admitted(self._admission, run, task_status=task_status)
+            await run_admitted(self._admission, run, lent=self._waits.lent, task_status=task_status)
         finally:
             self._waits.leave(run.id)
             if self._durable is not None:

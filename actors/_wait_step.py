@@ -78,39 +78,45 @@ class WaitStep:
     async def _wait(self, registration: Registration, *, fresh: bool) -> Message:
         actor = self._actor
         scope, name = actor._scope, actor._step.name
-        if scope.waits is None:
+        waits = scope.waits
+        if waits is None:
             return await self._fail(WaitFailed(name, "this engine does not serve waits"))
         until, topic = registration["until"], registration["topic"]
-        match, value = registration["match"], registration.get("value")
-        waiter = Waiter(scope.run_id, topic, match, value)
+        waiter = Waiter(scope.run_id, topic, registration["match"], registration.get("value"))
         deadline = None if until is None else anyio.current_time() + (until - time.time())
-        scope.waits.register(waiter, deadline)
+        waits.register(waiter, deadline)  # before step.waiting is out: no event is missed
         try:
             actor._began = time.monotonic()
             scope.running[name] = (1, actor._began)
             if fresh and scope.journal is not None:
                 await scope.journal.wait_started(name, registration)
-            run_id, workflow = scope.run_id, scope.workflow
-            await scope.emit(StepStarted(run_id=run_id, workflow=workflow, step=name, attempt=1))
-            waiting = StepWaiting(
-                run_id=run_id,
-                workflow=workflow,
-                step=name,
-                attempt=1,
-                waits_for=topic,
-                match=match,
-                value=value,
-                until=until,
-            )
-            await scope.emit(waiting)
-            await waiter.done.wait()
+            async with waits.lending(scope.run_id):
+                await self._announce(waiter, until)
+                await waiter.done.wait()
         finally:
-            scope.waits.unregister(waiter)
+            waits.unregister(waiter)
         if waiter.expired and topic is not None:
             wait = actor._step.wait_for
             timeout = wait.timeout if wait is not None and wait.timeout is not None else 0.0
             return await self._fail(WaitTimedOut(name, topic, timeout))
         return await actor._complete(None if waiter.expired else waiter.payload, 1, (), ())
+
+    async def _announce(self, waiter: Waiter, until: float | None) -> None:
+        """``step.started``, then ``step.waiting`` saying what for and until when."""
+        scope, name = self._actor._scope, self._actor._step.name
+        run_id, workflow = scope.run_id, scope.workflow
+        await scope.emit(StepStarted(run_id=run_id, workflow=workflow, step=name, attempt=1))
+        waiting = StepWaiting(
+            run_id=run_id,
+            workflow=workflow,
+            step=name,
+            attempt=1,
+            waits_for=waiter.topic,
+            match=waiter.match,
+            value=waiter.value,
+            until=until,
+        )
+        await scope.emit(waiting)
 
     async def _fail(self, error: StepError) -> Message:
         actor = self._actor

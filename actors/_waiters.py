@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Hashable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Hashable, Mapping
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskStatus
@@ -22,6 +23,9 @@ from anyio.abc import TaskStatus
 from actors._log import get_logger
 from actors._timers import Timer, Timers
 from actors.errors import UnknownRun
+
+if TYPE_CHECKING:
+    from actors._admission import Admission
 
 __all__ = ("MAILBOX_SIZE", "Waiter", "WaiterTable", "Waits")
 
@@ -127,11 +131,58 @@ class WaiterTable:
 class Waits:
     """An engine's side of waiting: its runs' waiters, deadlines and mailboxes."""
 
-    def __init__(self, table: WaiterTable) -> None:
+    def __init__(self, table: WaiterTable, admission: Admission | None = None) -> None:
         self.table = table
         self.timers = Timers()
+        self._admission = admission
         self._runs: dict[str, dict[Waiter, None]] = {}  # live runs -> their waiters
         self._mail: dict[str, deque[tuple[str, Any]]] = {}
+        self._lent: dict[str, int] = {}  # runs whose place is lent -> their waiting steps
+        self._ended_lent: set[str] = set()  # runs cancelled while their place was lent
+
+    def lent(self, run_id: str) -> bool:
+        """Whether run ``run_id``'s place is lent out (so it holds none)."""
+        return run_id in self._lent or run_id in self._ended_lent
+
+    @asynccontextmanager
+    async def lending(self, run_id: str) -> AsyncIterator[None]:
+        """While a step of run ``run_id`` waits: lend the run's place (``max_active_runs``)
+        to other runs; take one again (waiting for it) before the step goes on."""
+        if self._admission is None or run_id not in self._runs:
+            yield
+            return
+        if run_id not in self._lent:
+            self._admission.abandon()
+        self._lent[run_id] = self._lent.get(run_id, 0) + 1
+        try:
+            yield
+        except BaseException:
+            self._return(run_id, ending=True)
+            raise
+        await self._return_place(run_id)
+
+    async def _return_place(self, run_id: str) -> None:
+        if self._lent.get(run_id) != 1:
+            self._return(run_id, ending=False)
+            return
+        assert self._admission is not None
+        try:
+            await self._admission.enter()  # (cancelled: it holds nothing then)
+        except BaseException:
+            self._return(run_id, ending=True)
+            raise
+        if self._lent[run_id] > 1:  # another step began waiting meanwhile: lend it again
+            self._admission.abandon()
+        self._return(run_id, ending=False)
+
+    def _return(self, run_id: str, *, ending: bool) -> None:
+        """One waiting step of the run is done; the last one ends the loan (``ending``:
+        the run is ending without a place, and its end gives none back)."""
+        left = self._lent.pop(run_id) - 1
+        if left:
+            self._lent[run_id] = left
+        elif ending:
+            self._ended_lent.add(run_id)
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         await self.timers.serve(task_status=task_status)
@@ -142,6 +193,8 @@ class Waits:
     def leave(self, run_id: str) -> None:
         self._runs.pop(run_id, None)
         self._mail.pop(run_id, None)
+        self._lent.pop(run_id, None)
+        self._ended_lent.discard(run_id)
 
     def register(self, waiter: Waiter, deadline: float | None) -> None:
         """Start waiting (at once, before any await): take mail sent ahead, else wait

@@ -171,16 +171,20 @@ async def test_an_event_without_the_match_field_fails_with_wait_failed() -> None
     assert isinstance(error, WaitFailed) and "'order_id'" in error.message
 
 
-async def test_twenty_waiting_runs_hold_no_worker_and_cancel_unregisters() -> None:
+async def test_twenty_waiting_runs_hold_no_worker_nor_place_and_cancel_unregisters() -> None:
     wf = Workflow("many")
-    wf.add_step("go", wait_for={"topic": "go", "match": "n", "timeout": 3600})
+    wf.add_step("first", js="return ctx.event.n;")
+    wf.add_step("go", after=["first"], wait_for={"topic": "go", "match": "n", "timeout": 3600})
+    wf.add_step("last", after=["go"], js="return deps.go.n;")
     pool = RuntimePool(size=1)
-    async with Engine(pool=pool) as engine:
+    # 5 places for 20 runs: a waiting run lends its place, or the 6th start would wait
+    async with Engine(pool=pool, max_active_runs=5) as engine:
         async with engine.bus.subscribe("step.waiting") as events:
             handles = [await engine.start(wf, event={"n": n}) for n in range(20)]
             await waiting(events, 20)
         stats = pool.statistics()
         assert (stats.busy, stats.in_flight) == (0, 0)
+        assert engine.statistics().active == 0
         assert len(engine.bus.waiters) == 20 and len(engine._waits.timers) == 20
         for n in range(10):
             await engine.bus.publish("go", {"n": n})
@@ -189,7 +193,10 @@ async def test_twenty_waiting_runs_hold_no_worker_and_cancel_unregisters() -> No
         with anyio.fail_after(60):
             results = [await h.wait() for h in handles]
         assert len(engine.bus.waiters) == 0 and len(engine._waits.timers) == 0
+        assert engine.statistics().active == 0
+        assert engine.statistics().peak_active <= 5
     assert [r.status for r in results] == ["completed"] * 10 + ["cancelled"] * 10
+    assert [r.output for r in results[:10]] == list(range(10))
 
 
 async def test_a_wait_step_with_a_false_condition_is_skipped() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from actors import StepWaiting
+from actors._logging import event_fields
 from actors._timers import Timers
 from actors._waiters import Waiter, WaiterTable, Waits
 from actors.errors import UnknownRun
@@ -65,3 +67,10 @@ async def test_send_goes_to_the_run_or_its_mailbox_and_needs_a_live_run() -> Non
     waits.leave("r1")
     with pytest.raises(UnknownRun):
         waits.send("r1", "t", 1)
+
+
+def test_a_step_waiting_log_line_says_what_for_and_until_when() -> None:
+    event = StepWaiting(run_id="r", workflow="w", step="s", attempt=1, waits_for="t", until=9.5)
+    level, name, fields = event_fields(event)
+    assert (level, name) == ("info", "step_waiting")
+    assert (fields["waits_for"], fields["until"]) == ("t", 9.5) and "match" not in fields

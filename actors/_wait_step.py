@@ -83,7 +83,8 @@ class WaitStep:
             return await self._fail(WaitFailed(name, "this engine does not serve waits"))
         until, topic = registration["until"], registration["topic"]
         waiter = Waiter(scope.run_id, topic, registration["match"], registration.get("value"))
-        deadline = None if until is None else anyio.current_time() + (until - time.time())
+        # (the wall clock read first: the deadline errs late, never early)
+        deadline = None if until is None else _deadline(until - time.time())
         waits.register(waiter, deadline)  # before step.waiting is out: no event is missed
         try:
             actor._began = time.monotonic()
@@ -122,6 +123,10 @@ class WaitStep:
         actor = self._actor
         actor._scope.running.setdefault(actor._step.name, (1, None))
         return await actor._fail(error, 1, (), ())
+
+
+def _deadline(remaining: float) -> float:
+    return anyio.current_time() + remaining
 
 
 def _is_registration(value: object) -> TypeGuard[Registration]:

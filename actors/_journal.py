@@ -65,10 +65,8 @@ class RunJournal:
     async def wait_started(self, step: str, registration: Mapping[str, Any]) -> None:
         """``step`` waits: record its ``registration`` (plain data: wake time, topic...)
         as a ``"waiting"`` step record, so a resume waits for what is left."""
-        record = StepRecord(
-            self.run_id, step, "waiting", attempts=1, result=dict(registration),
-            updated_at=time.time(),
-        )  # fmt: skip
+        now = time.time()
+        record = StepRecord(self.run_id, step, "waiting", 1, dict(registration), updated_at=now)
         try:
             await self.store.record_step(record)
         except StoreError as exc:

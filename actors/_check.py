@@ -137,5 +137,6 @@ def scripts_of(workflow: Workflow, api: Iterable[str] = ()) -> list[Script]:
         element = ELEMENT_GLOBALS if step.for_each is not None else ()
         host = every if step.api is None else step.api
         names = (*STEP_GLOBALS, *element, *shared, *host)
-        found.append(Script(step.name, step.js, step.js, names))
+        if step.js or step.workflow is None:  # a sub-workflow step may have no JS
+            found.append(Script(step.name, step.js, step.js, names))
     return found

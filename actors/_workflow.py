@@ -34,6 +34,9 @@ class Step:
     may call (``None``: all the engine has). ``for_each``: a JS expression giving
     an array; the JS runs once per element (``item``, ``index``), at most
     ``max_parallel`` at once, and the step's result is the array of results.
+    ``workflow``: the name of a workflow the step runs as a child run (a
+    sub-workflow); its JS, optional then, returns the child's event (default:
+    ``deps``), and the child's output is the step's result.
     """
 
     name: str
@@ -46,11 +49,14 @@ class Step:
     api: tuple[str, ...] | None = None
     for_each: str | None = None
     max_parallel: int | None = None
+    workflow: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise InvalidOption("name", "must be a non-empty string", value=self.name)
-        if not isinstance(self.js, str) or not self.js.strip():
+        if self.workflow is not None:
+            _check_subflow(self)
+        elif not isinstance(self.js, str) or not self.js.strip():
             raise InvalidOption(
                 "js", "must be a non-empty string of JS", step=self.name, value=self.js
             )
@@ -89,13 +95,25 @@ class Step:
             raise InvalidOption("run_if", reason, step=self.name, value=self.run_if)
 
 
+def _check_subflow(step: Step) -> None:
+    """A sub-workflow step: a workflow name, JS optional, no ``for_each``."""
+    if not isinstance(step.workflow, str) or not step.workflow:
+        reason = "must be the name of a workflow"
+        raise InvalidOption("workflow", reason, step=step.name, value=step.workflow)
+    if not isinstance(step.js, str):
+        raise InvalidOption("js", "must be a string of JS", step=step.name, value=step.js)
+    if step.for_each is not None:
+        reason = "cannot be combined with for_each"
+        raise InvalidOption("workflow", reason, step=step.name, value=step.workflow)
+
+
 def _positive_number(value: object) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
     return value > 0 and math.isfinite(value)
 
 
-_OPTIONS = frozenset({"when", "run_if", "api", "for_each", "max_parallel"})
+_OPTIONS = frozenset({"when", "run_if", "api", "for_each", "max_parallel", "workflow"})
 
 StepRef = Step | str | Callable[..., Any]
 """How ``after=`` names an upstream step: a :class:`Step`, its name, or a function."""
@@ -178,7 +196,7 @@ class Workflow:
         self,
         name: str,
         *,
-        js: str,
+        js: str = "",
         after: Iterable[StepRef] | StepRef = (),
         timeout: float | None = None,
         retry: Retry | None = None,
@@ -241,6 +259,8 @@ class Workflow:
             step_name = name if name is not None else func.__name__
             doc = func.__doc__
             js = inspect.cleandoc(doc) if isinstance(doc, str) else doc
+            if js is None and options.get("workflow") is not None:
+                js = ""  # a sub-workflow step needs no JS
             return self.add_step(
                 step_name,
                 js=js,  # type: ignore[arg-type]

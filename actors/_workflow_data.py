@@ -6,10 +6,12 @@ Shape::
      "steps": {step: {"js": str, "after": [step, ...], "timeout": seconds,
                       "retry": {"attempts", "delay", "backoff", "max_delay", "jitter"},
                       "when": JS expression, "run_if": rule, "api": [name, ...],
-                      "for_each": JS expression, "max_parallel": int}}}
+                      "for_each": JS expression, "max_parallel": int,
+                      "workflow": name of a sub-workflow}}}
 
-Only ``js`` is required per step. Errors carry the offending key as a dotted path
-(``steps.combine.timeout``); file errors add the file name.
+Only ``js`` is required per step (a step with ``workflow`` may leave it out).
+Errors carry the offending key as a dotted path (``steps.combine.timeout``); file
+errors add the file name.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ _PLAIN_OPTIONS = {
     "api": None,
     "for_each": None,
     "max_parallel": None,
+    "workflow": None,
 }
 _TOP_KEYS = frozenset({"name", "steps", "lib"})
 
@@ -42,7 +45,7 @@ _TOP_KEYS = frozenset({"name", "steps", "lib"})
 def workflow_to_dict(workflow: Workflow) -> dict[str, Any]:
     steps: dict[str, Any] = {}
     for name, step in workflow.steps.items():
-        entry: dict[str, Any] = {"js": step.js}
+        entry: dict[str, Any] = {"js": step.js} if step.js or step.workflow is None else {}
         if step.after:
             entry["after"] = list(step.after)
         if step.timeout is not None:
@@ -163,7 +166,7 @@ def _add(workflow: Workflow, name: str, spec: object) -> None:
     for key in spec:
         if key not in _STEP_KEYS and key not in _PLAIN_OPTIONS:
             raise _BadKey(f"{where}.{key}", "unknown step option")
-    if "js" not in spec:
+    if "js" not in spec and spec.get("workflow") is None:
         raise _BadKey(f"{where}.js", "is required")
     after = spec.get("after", [])
     if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
@@ -172,7 +175,8 @@ def _add(workflow: Workflow, name: str, spec: object) -> None:
     options = {key: spec[key] for key in _PLAIN_OPTIONS if key in spec}
     try:
         timeout = spec.get("timeout")
-        workflow.add_step(name, js=spec["js"], after=after, timeout=timeout, retry=retry, **options)
+        js = spec.get("js", "")
+        workflow.add_step(name, js=js, after=after, timeout=timeout, retry=retry, **options)
     except InvalidOption as exc:
         raise _BadKey(f"{where}.{exc.option}", f"{exc.reason}, got {exc.value!r}") from None
 

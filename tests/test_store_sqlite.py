@@ -16,6 +16,7 @@ import pytest
 
 from actors import SQLiteStore
 from actors._store import RunRecord, StepRecord
+from actors._store_sqlite import SCHEMA_VERSION
 from actors.errors import (
     StoreCorrupt,
     StoreError,
@@ -163,7 +164,7 @@ async def test_a_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreVersionError, match="schema version 99 is newer") as caught:
         async with SQLiteStore(path):
             pass
-    assert (caught.value.found, caught.value.supported) == (99, 1)
+    assert (caught.value.found, caught.value.supported) == (99, SCHEMA_VERSION)
 
 
 async def test_a_corrupt_file_is_refused_and_left_as_it_was(tmp_path: Path) -> None:

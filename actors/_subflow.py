@@ -308,9 +308,8 @@ class SubflowStep:
             await anyio.sleep_forever()  # the engine is stopping: its cancellation comes
             raise
         except ActorsError as exc:
-            name = type(exc).__name__
-            error = StepError(step.name, name, str(exc), attempt=attempt, retryable=False)
-            error.cause = exc
+            kind, text = type(exc).__name__, str(exc)
+            error = StepError(step.name, kind, text, attempt=attempt, retryable=False, cause=exc)
             return await actor._fail(error, attempt, *logs)
         scope.children.add(handle)
         try:

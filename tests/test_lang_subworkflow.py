@@ -361,3 +361,14 @@ def test_the_cli_checks_and_runs_sub_workflows_given_with_files(tmp_path: Path) 
     ran = cli("run", str(parent), "-q", "--event", '{"n": 2}', "--with", str(child))
     assert ran.returncode == 0, ran.stderr
     assert json.loads(ran.stdout) == 8  # call: {"n": 2} doubled; shown: {n: 4} doubled
+
+
+async def test_a_child_that_cannot_start_fails_the_step_saying_why() -> None:
+    broken = Workflow("double")
+    broken.add_step("twice", js="return (;")
+    async with Engine(pool=RuntimePool(size=1), workflows=[broken]) as engine:
+        result = await engine.run(caller(js="return {n: 1};"))
+    error = result.steps["call"].error
+    assert result.status == "failed" and error is not None
+    assert error.name == "StepSyntaxError" and not error.retryable
+    assert "workflow 'double': step 'twice' line 1" in error.message

@@ -70,6 +70,11 @@ class Admission:
                 self.abandon()  # a place was handed to us as we were cancelled
             raise
 
+    def enter_nowait(self) -> None:
+        """Take a place now, even past the bound: a child run, whose parent holds a
+        place and waits for it (waiting could deadlock a full engine)."""
+        self._take()
+
     def leave(self, status: RunStatus, *, held: bool = True) -> None:
         """A run ended with ``status``: count it and hand its place on (if it ``held``
         one: not a run that ended while its place was lent)."""

@@ -137,6 +137,6 @@ def scripts_of(workflow: Workflow, api: Iterable[str] = ()) -> list[Script]:
         element = ELEMENT_GLOBALS if step.for_each is not None else ()
         host = every if step.api is None else step.api
         names = (*STEP_GLOBALS, *element, *shared, *host)
-        if step.js:  # a step that waits has none
+        if step.js:  # a waiting step has none, a sub-workflow step may have none
             found.append(Script(step.name, step.js, step.js, names))
     return found

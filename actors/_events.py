@@ -4,7 +4,8 @@ Each is a frozen dataclass with a ``topic``. Lifecycle events carry ``run_id``,
 ``workflow``, ``step`` (``None`` for run events), ``attempt`` (``None`` for run
 events, ``0`` for a step skipped before any attempt) and ``timestamp`` (Unix
 seconds), plus what applies: ``result`` / ``error`` / ``duration`` / ``logs`` (the
-console lines of that event's attempt).
+console lines of that event's attempt). Run events carry ``parent_run_id``: the run
+whose sub-workflow step started this run (``None`` for a top-level run).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class LifecycleEvent:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunStarted(LifecycleEvent):
     topic: str = field(default="run.started", init=False)
+    parent_run_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,6 +165,7 @@ class RunCompleted(LifecycleEvent):
     topic: str = field(default="run.completed", init=False)
     output: Any = None
     duration: float = 0.0
+    parent_run_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -174,12 +177,14 @@ class RunFailed(LifecycleEvent):
     error: StepError | None = None
     failed: tuple[str, ...] = ()
     duration: float = 0.0
+    parent_run_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunCancelled(LifecycleEvent):
     topic: str = field(default="run.cancelled", init=False)
     duration: float = 0.0
+    parent_run_id: str | None = None
 
 
 BusEvent = LifecycleEvent | Published

@@ -20,6 +20,7 @@ _MAX_CONSOLE_LINES = 20  # per event; the line after them says how many more the
 _OPTIONAL = (
     *("step", "attempt", "index", "function", "duration", "delay", "reason", "failed"),
     *("waits_for", "match", "until"),  # step.waiting
+    "parent_run_id",
 )
 
 

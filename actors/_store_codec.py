@@ -21,6 +21,7 @@ from actors.errors import (
     ScriptFailed,
     StepError,
     StepTimedOut,
+    SubflowFailed,
     WaitFailed,
     WaitTimedOut,
 )
@@ -66,6 +67,9 @@ def error_to_data(error: StepError) -> dict[str, Any]:
         data["timeout"] = error.timeout
     if isinstance(error, WaitTimedOut):
         data["topic"] = error.topic
+    if isinstance(error, SubflowFailed):
+        data["child"] = {"run_id": error.run_id, "workflow": error.workflow}
+        data["child"]["failed_step"] = error.failed_step
     return data
 
 
@@ -82,6 +86,16 @@ def error_from_data(data: Mapping[str, Any]) -> StepError:
     if kind == "ScriptFailed":
         return ScriptFailed(
             step, data["name"], data["message"], attempt=attempt, stack=data.get("stack"), **where
+        )
+    child = data.get("child")
+    if kind == "SubflowFailed" and isinstance(child, Mapping):
+        return SubflowFailed(
+            step,
+            data["message"],
+            run_id=str(child.get("run_id")),
+            workflow=str(child.get("workflow")),
+            failed_step=child.get("failed_step"),
+            attempt=attempt,
         )
     cls = SandboxFailed if kind == "SandboxFailed" else StepError
     retryable = bool(data.get("retryable"))
@@ -167,4 +181,5 @@ def run_result(record: RunRecord, steps: Sequence[StepRecord]) -> RunResult:
         output=record.output,
         steps=MappingProxyType(results),
         duration=max(0.0, end - record.created_at),
+        parent_run_id=record.parent_run_id,
     )

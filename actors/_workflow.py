@@ -13,7 +13,7 @@ from typing import Any, overload
 from actors._graph import Plan, check_graph, plan
 from actors._retry import Retry
 from actors._rules import RUN_IF, RunIf, check_expression
-from actors._waits import WaitFor, check_wait_step, is_wait, wait_for_of
+from actors._waits import WAIT_OPTIONS, WaitFor, check_wait_step, is_wait, wait_for_of
 from actors.errors import (
     DefinitionError,
     DuplicateStep,
@@ -38,6 +38,10 @@ class Step:
     ``sleep`` (seconds), ``sleep_until`` (a JS expression giving an ISO time) and
     ``wait_for`` (a :class:`~actors._waits.WaitFor` or its dict) make a step that
     waits and runs no JS (``js`` is then ``""``).
+    ``workflow``: the name of a workflow the step runs as a child run (a
+    sub-workflow); its JS, optional then, returns the child's event (default:
+    ``deps``), and the child's output is the step's result. A step either waits or
+    runs a sub-workflow, not both.
     """
 
     name: str
@@ -53,12 +57,15 @@ class Step:
     sleep: float | None = None
     sleep_until: str | None = None
     wait_for: WaitFor | None = None
+    workflow: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise InvalidOption("name", "must be a non-empty string", value=self.name)
         object.__setattr__(self, "wait_for", wait_for_of(self.wait_for, step=self.name))
-        if not isinstance(self.js, str) or not (self.js.strip() or is_wait(self)):
+        if self.workflow is not None:
+            _check_subflow(self)
+        elif not isinstance(self.js, str) or not (self.js.strip() or is_wait(self)):
             raise InvalidOption(
                 "js", "must be a non-empty string of JS", step=self.name, value=self.js
             )
@@ -98,6 +105,22 @@ class Step:
         check_wait_step(self)
 
 
+def _check_subflow(step: Step) -> None:
+    """A sub-workflow step: a workflow name, JS optional, no ``for_each``, no waiting."""
+    if not isinstance(step.workflow, str) or not step.workflow:
+        reason = "must be the name of a workflow"
+        raise InvalidOption("workflow", reason, step=step.name, value=step.workflow)
+    if not isinstance(step.js, str):
+        raise InvalidOption("js", "must be a string of JS", step=step.name, value=step.js)
+    if step.for_each is not None:
+        reason = "cannot be combined with for_each"
+        raise InvalidOption("workflow", reason, step=step.name, value=step.workflow)
+    waits = [option for option in WAIT_OPTIONS if getattr(step, option) is not None]
+    if waits:
+        reason = f"cannot be combined with {waits[0]} (a step waits or runs a workflow)"
+        raise InvalidOption("workflow", reason, step=step.name, value=step.workflow)
+
+
 def _positive_number(value: object) -> bool:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
@@ -105,7 +128,8 @@ def _positive_number(value: object) -> bool:
 
 
 _OPTIONS = frozenset(
-    {"when", "run_if", "api", "for_each", "max_parallel", "sleep", "sleep_until", "wait_for"}
+    {"when", "run_if", "api", "for_each", "max_parallel", "workflow"}
+    | {"sleep", "sleep_until", "wait_for"}
 )
 
 StepRef = Step | str | Callable[..., Any]
@@ -197,7 +221,8 @@ class Workflow:
     ) -> Step:
         """Add a step whose body is ``js``; it runs once every step in ``after`` completed
         (or as its ``run_if`` rule says). ``options``: the other :class:`Step` fields
-        (``when``, ``run_if``, ``wait_for``...); a waiting step has no ``js``."""
+        (``when``, ``run_if``, ``wait_for``, ``workflow``...); a waiting step has no
+        ``js``, a sub-workflow step may leave it out."""
         if self._plan is not None:
             raise WorkflowFrozen(self._name)
         if isinstance(name, str) and name in self._steps:

@@ -8,11 +8,12 @@ Shape::
                       "when": JS expression, "run_if": rule, "api": [name, ...],
                       "for_each": JS expression, "max_parallel": int,
                       "sleep": seconds, "sleep_until": JS expression,
-                      "wait_for": {"topic", "match", "timeout"}}}}
+                      "wait_for": {"topic", "match", "timeout"},
+                      "workflow": name of a sub-workflow}}}
 
-Only ``js`` is required per step (none for a step that waits). Errors carry the
-offending key as a dotted path (``steps.combine.timeout``); file errors add the
-file name.
+Only ``js`` is required per step (none for a step that waits; a step with
+``workflow`` may leave it out). Errors carry the offending key as a dotted path
+(``steps.combine.timeout``); file errors add the file name.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ _PLAIN_OPTIONS = {
     "sleep": None,
     "sleep_until": None,
     "wait_for": None,
+    "workflow": None,
 }
 _TOP_KEYS = frozenset({"name", "steps", "lib"})
 
@@ -49,7 +51,7 @@ _TOP_KEYS = frozenset({"name", "steps", "lib"})
 def workflow_to_dict(workflow: Workflow) -> dict[str, Any]:
     steps: dict[str, Any] = {}
     for name, step in workflow.steps.items():
-        entry: dict[str, Any] = {"js": step.js} if step.js else {}
+        entry: dict[str, Any] = {"js": step.js} if step.js else {}  # (a wait or sub-workflow)
         if step.after:
             entry["after"] = list(step.after)
         if step.timeout is not None:
@@ -177,7 +179,8 @@ def _add(workflow: Workflow, name: str, spec: object) -> None:
     for key in spec:
         if key not in _STEP_KEYS and key not in _PLAIN_OPTIONS:
             raise _BadKey(f"{where}.{key}", "unknown step option")
-    if "js" not in spec and not any(key in spec for key in WAIT_OPTIONS):
+    waits = any(key in spec for key in WAIT_OPTIONS)
+    if "js" not in spec and not waits and spec.get("workflow") is None:
         raise _BadKey(f"{where}.js", "is required")
     after = spec.get("after", [])
     if not isinstance(after, list) or not all(isinstance(a, str) for a in after):

@@ -272,7 +272,7 @@ class Engine:
     async def _execute(
         self, run: Run, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        self._waits.enter(run.id)
+        self._waits.enter(run.id, child=run.parent_run_id is not None)
         try:
             await run_admitted(self._admission, run, lent=self._waits.lent, task_status=task_status)
         finally:

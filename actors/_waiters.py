@@ -139,6 +139,7 @@ class Waits:
         self._mail: dict[str, deque[tuple[str, Any]]] = {}
         self._lent: dict[str, int] = {}  # runs whose place is lent -> their waiting steps
         self._ended_lent: set[str] = set()  # runs cancelled while their place was lent
+        self._children: set[str] = set()  # sub-workflow runs: take a place back at once
 
     def lent(self, run_id: str) -> bool:
         """Whether run ``run_id``'s place is lent out (so it holds none)."""
@@ -147,7 +148,8 @@ class Waits:
     @asynccontextmanager
     async def lending(self, run_id: str) -> AsyncIterator[None]:
         """While a step of run ``run_id`` waits: lend the run's place (``max_active_runs``)
-        to other runs; take one again (waiting for it) before the step goes on."""
+        to other runs; take one again (waiting for it, but a child run, whose parent
+        holds a place and waits for it, takes it at once) before the step goes on."""
         if self._admission is None or run_id not in self._runs:
             yield
             return
@@ -167,7 +169,10 @@ class Waits:
             return
         assert self._admission is not None
         try:
-            await self._admission.enter()  # (cancelled: it holds nothing then)
+            if run_id in self._children:
+                self._admission.enter_nowait()
+            else:
+                await self._admission.enter()  # (cancelled: it holds nothing then)
         except BaseException:
             self._return(run_id, ending=True)
             raise
@@ -187,14 +192,18 @@ class Waits:
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         await self.timers.serve(task_status=task_status)
 
-    def enter(self, run_id: str) -> None:
+    def enter(self, run_id: str, *, child: bool = False) -> None:
+        """Run ``run_id`` is under way (``child``: a sub-workflow's run)."""
         self._runs.setdefault(run_id, {})
+        if child:
+            self._children.add(run_id)
 
     def leave(self, run_id: str) -> None:
         self._runs.pop(run_id, None)
         self._mail.pop(run_id, None)
         self._lent.pop(run_id, None)
         self._ended_lent.discard(run_id)
+        self._children.discard(run_id)
 
     def register(self, waiter: Waiter, deadline: float | None) -> None:
         """Start waiting (at once, before any await): take mail sent ahead, else wait

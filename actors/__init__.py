@@ -19,6 +19,7 @@ from actors._events import (
     StepRetrying,
     StepSkipped,
     StepStarted,
+    StepWaiting,
 )
 from actors._logging import log_lifecycle_events
 from actors._results import RunResult, RunStatus, StepResult, StepStatus
@@ -30,7 +31,9 @@ from actors._store_postgres import PostgresStore
 from actors._store_sqlite import SQLiteStore
 from actors._subscription import Policy, SubscriberStatistics, Subscription
 from actors._trigger import Trigger
+from actors._waits import WaitFor
 from actors._workflow import Step, Workflow
+from actors.errors import WaitFailed, WaitTimedOut
 
 __all__ = (
     "BusEvent",
@@ -66,9 +69,13 @@ __all__ = (
     "StepSkipped",
     "StepStarted",
     "StepStatus",
+    "StepWaiting",
     "SubscriberStatistics",
     "Subscription",
     "Trigger",
+    "WaitFailed",
+    "WaitFor",
+    "WaitTimedOut",
     "Workflow",
     "log_lifecycle_events",
 )

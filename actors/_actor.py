@@ -42,6 +42,10 @@ from actors._rules import (
     upstream_view,
 )
 from actors._runner import ExecutionLike, LogEntry, StepRunner
+from actors._subflow import ChildRuns, Launcher, SubflowStep
+from actors._wait_step import WaitStep
+from actors._waiters import Waits
+from actors._waits import is_wait
 from actors._workflow import Step
 from actors.errors import StepError
 
@@ -68,6 +72,7 @@ class RunScope:
     lib: str | None = None  # the shared script (Workflow.lib_script)
     audit_arguments: bool = False  # host.called events carry the arguments
     journal: RunJournal | None = None  # the run's store, if the engine has one
+    waits: Waits | None = None  # the engine's waiters and timers (wait steps)
     # publish without waiting, or say False (then ``emit``); the bus's publish_event_nowait
     emit_nowait: Callable[[LifecycleEvent], bool] = field(default=lambda event: False)
     # start a task in the run's task group (set when the run starts its actors)
@@ -77,6 +82,9 @@ class RunScope:
     running: dict[str, tuple[int, float | None]] = field(default_factory=dict)
     # console lines of running steps: (earlier attempts', this attempt's so far)
     console: dict[str, tuple[tuple[LogEntry, ...], list[LogEntry]]] = field(default_factory=dict)
+    launcher: Launcher | None = None  # starts sub-workflow runs (the engine's)
+    depth: int = 0  # how deep the run is nested: 0 top-level, 1 a child...
+    children: ChildRuns = field(default_factory=ChildRuns)  # cancelled with the run
 
 
 class StepActor:
@@ -135,8 +143,12 @@ class StepActor:
                 return verdict
             if verdict is not True:
                 return await self._skip(CONDITION_FALSE)
+        if is_wait(step):
+            return await WaitStep(self, deps).run()
         if step.for_each is not None:
             return await FanOut(self, deps).run()
+        if step.workflow is not None:
+            return await SubflowStep(self, deps).run()
         return await self._execute(deps)
 
     async def _expression(self, option: str, js: str, deps: dict[str, Any]) -> Any:
@@ -176,7 +188,11 @@ class StepActor:
         )
         return await self._publish(event, Skipped(name, reason))
 
-    async def _execute(self, deps: dict[str, Any]) -> Message:
+    async def _execute(
+        self, deps: dict[str, Any], then: Callable[..., Awaitable[Message]] | None = None
+    ) -> Message:
+        """Run the step's JS, with retries; complete with its value, or pass the value
+        and ``(attempt, logs, attempt_logs)`` to ``then`` (a sub-workflow step)."""
         scope, step = self._scope, self._step
         retry = step.retry or scope.retry
         logs: list[LogEntry] = []
@@ -193,7 +209,7 @@ class StepActor:
             logs.extend(outcome.logs)
             done = (attempt, tuple(logs), tuple(outcome.logs))
             if not isinstance(outcome, AttemptFailed):
-                return await self._complete(outcome.value, *done)
+                return await (then or self._complete)(outcome.value, *done)
             error = outcome.error
             if not (error.retryable and retry.should_retry(attempt)):
                 return await self._fail(error, *done)

@@ -1,6 +1,8 @@
 """Admission control: at most ``max_active_runs`` runs at once; later starts wait their turn.
 
-A run holds its place from the moment it is admitted until it ends. A start that
+A run holds its place from the moment it is admitted until it ends, except while
+its steps only wait (``sleep``, ``wait_for``: the place is lent out meanwhile, see
+``actors._waiters``). A start that
 finds the engine full waits (first come, first served); when a run ends its place
 goes straight to the oldest waiter. The counts behind
 :meth:`actors.Engine.statistics` live here.
@@ -9,6 +11,7 @@ goes straight to the oldest waiter. The counts behind
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -67,10 +70,17 @@ class Admission:
                 self.abandon()  # a place was handed to us as we were cancelled
             raise
 
-    def leave(self, status: RunStatus) -> None:
-        """A run ended with ``status``: count it and hand its place on."""
+    def enter_nowait(self) -> None:
+        """Take a place now, even past the bound: a child run, whose parent holds a
+        place and waits for it (waiting could deadlock a full engine)."""
+        self._take()
+
+    def leave(self, status: RunStatus, *, held: bool = True) -> None:
+        """A run ended with ``status``: count it and hand its place on (if it ``held``
+        one: not a run that ended while its place was lent)."""
         self._ended[status] += 1
-        self.abandon()
+        if held:
+            self.abandon()
 
     def abandon(self) -> None:
         """Give a place back without a run having ended in it."""
@@ -102,10 +112,16 @@ class Admission:
 
 
 async def run_admitted(
-    admission: Admission, run: Run, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    admission: Admission,
+    run: Run,
+    *,
+    lent: Callable[[str], bool] = lambda run_id: False,
+    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Execute ``run`` (already admitted) and give its place back when it ends."""
+    """Execute ``run`` (already admitted) and give its place back when it ends (unless
+    ``lent(run.id)``: it ended while its place was lent out)."""
     try:
         await run.execute(task_status=task_status)
     finally:
-        admission.leave(run.result.status if run.result is not None else "cancelled")
+        status = run.result.status if run.result is not None else "cancelled"
+        admission.leave(status, held=not lent(run.id))

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from actors._events import BusEvent, Published
 from actors._subscription import Policy, SubscriberStatistics, Subscription
 from actors._trigger import TriggerTable
+from actors._waiters import WaiterTable
 
 if TYPE_CHECKING:
     from actors._run import RunHandle
@@ -51,15 +52,18 @@ class EventBus:
         self._gone_delivered = 0
         self._gone_dropped = 0
         self.trigger_table = TriggerTable()
+        self.waiters = WaiterTable()  # wait_for steps of the engines on this bus
 
     async def publish(self, topic: str, payload: Any = None) -> tuple[RunHandle, ...]:
         """Publish ``payload`` under ``topic``; subscribers receive a :class:`Published`.
 
-        Returns the handles of the runs that matching triggers (``engine.on``) started.
+        Completes the ``wait_for`` steps it matches. Returns the handles of the runs that
+        matching triggers (``engine.on``) started.
         """
         if not isinstance(topic, str) or not topic:
             raise ValueError(f"topic must be a non-empty string, got {topic!r}")
         await self.publish_event(Published(topic=topic, payload=payload))
+        self.waiters.publish(topic, payload)
         return await self.trigger_table.fire(topic, payload)
 
     async def publish_event(self, event: BusEvent) -> None:

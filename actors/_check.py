@@ -25,7 +25,7 @@ __all__ = ("STEP_GLOBALS", "CheckedScripts", "check_now", "check_workflow")
 # are the parameters of the compiled script, so a step may not redeclare them.
 STEP_GLOBALS = ("deps", "ctx")
 # Step options that hold a JS expression (compiled as ``return !!(expression)``).
-EXPRESSIONS = ("when", "for_each")
+EXPRESSIONS = ("when", "for_each", "sleep_until")
 # What a for_each step's JS sees besides the step globals.
 ELEMENT_GLOBALS = ("item", "index")
 
@@ -137,5 +137,6 @@ def scripts_of(workflow: Workflow, api: Iterable[str] = ()) -> list[Script]:
         element = ELEMENT_GLOBALS if step.for_each is not None else ()
         host = every if step.api is None else step.api
         names = (*STEP_GLOBALS, *element, *shared, *host)
-        found.append(Script(step.name, step.js, step.js, names))
+        if step.js:  # a waiting step has none, a sub-workflow step may have none
+            found.append(Script(step.name, step.js, step.js, names))
     return found

@@ -4,8 +4,8 @@
 
     actors run FILE [--event JSON | --event-file F] [--api module:attribute]
                     [--context JSON] [--timeout S] [--step-timeout S] [--json] [-q]
-                    [--db F] [--key K]
-    actors validate FILE
+                    [--db F] [--key K] [--with FILE ...]
+    actors validate FILE [--api module:attribute] [--with FILE ...]
     actors graph FILE
     actors runs | show | resume | retry ... --db F   (see actors._cli_store)
 
@@ -32,8 +32,10 @@ from actors._cli_report import failure_messages, say, timeout_message
 from actors._cli_run import BadInput, load_api, load_event, load_json_object, load_workflow, run
 from actors._cli_store import add_store_commands
 from actors._results import RunResult
+from actors._subflow import DEFAULT_MAX_NESTING, Workflows
+from actors._waits import is_wait, wait_note
 from actors._workflow import Step, Workflow
-from actors.errors import StepSyntaxError, UnknownHostFunction
+from actors.errors import DefinitionError, StepSyntaxError, UnknownHostFunction
 
 __all__ = ("main", "mermaid")
 
@@ -87,6 +89,7 @@ def _run(args: argparse.Namespace) -> int:
         if key in context:
             raise BadInput(f"--context: key {key!r} is reserved (the engine sets ctx.{key})")
     api = load_api(args.api) if args.api else {}
+    workflows = [load_workflow(path) for path in args.with_files]
     if args.key is not None and args.db is None:
         raise BadInput("--key: needs --db (keys are looked up in the run store)")
     for option in ("timeout", "step_timeout"):
@@ -95,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
             flag = "--" + option.replace("_", "-")
             raise BadInput(f"{flag}: must be a positive number of seconds, got {value}")
     try:
-        result = _run_workflow(args, workflow, event, api, context)
+        result = _run_workflow(args, workflow, event, api, context, workflows)
     except StepSyntaxError as exc:
         return _syntax_error(args, exc)
     if result.status == "completed":
@@ -115,6 +118,7 @@ def _run_workflow(
     event: Any,
     api: Mapping[str, Any],
     context: dict[str, Any],
+    workflows: Sequence[Workflow],
 ) -> RunResult:
     """Run the workflow; a step whose JS does not compile raises StepSyntaxError."""
     try:
@@ -128,6 +132,7 @@ def _run_workflow(
                 step_timeout=args.step_timeout,
                 store=args.db,
                 key=args.key,
+                workflows=workflows,
             )
         )
     except BaseExceptionGroup as group:  # raised inside the engine's task group
@@ -164,6 +169,8 @@ def _validate(args: argparse.Namespace) -> int:
         except UnknownHostFunction as exc:
             say("unknown_host_function", f"{args.file}: {exc}", json_logs=args.json)
             return EXIT_BAD_INPUT
+    if _check_sub_workflows(args, workflow) is not None:
+        return EXIT_BAD_INPUT
     try:  # every step's JS and JS expression compiled in a sandbox worker, never here
         anyio.run(lambda: workflow.check(api=api))
     except StepSyntaxError as exc:
@@ -171,6 +178,27 @@ def _validate(args: argparse.Namespace) -> int:
     steps = len(workflow.steps)
     print(f"ok: {args.file}: workflow {workflow.name!r}, {steps} step{'s' * (steps != 1)}")
     return EXIT_OK
+
+
+def _check_sub_workflows(args: argparse.Namespace, workflow: Workflow) -> int | None:
+    """Check the workflows ``workflow`` runs as sub-workflows: unknown names (only when
+    ``--with`` gives the registry), cycles and the nesting bound, as far as known."""
+    called = sorted({s.workflow for s in workflow.steps.values() if s.workflow is not None})
+    if not called:
+        return None
+    try:
+        others = Workflows([], max_nesting=DEFAULT_MAX_NESTING)
+        for other in [load_workflow(path) for path in args.with_files]:
+            others.register(other)
+        others.check(workflow, strict=bool(args.with_files))
+    except DefinitionError as exc:
+        say("bad_sub_workflow", f"{args.file}: {exc}", json_logs=args.json)
+        return EXIT_BAD_INPUT
+    if not args.with_files:
+        names = ", ".join(repr(name) for name in called)
+        text = f"note: runs workflow(s) {names}; give their files with --with to check them"
+        print(text, file=sys.stderr)
+    return None
 
 
 def _syntax_error(args: argparse.Namespace, exc: StepSyntaxError) -> int:
@@ -200,8 +228,10 @@ def mermaid(workflow: Workflow) -> str:
 
     Step names that are not plain identifiers (or are Mermaid keywords) get an
     ``s<n>`` id and their name as a quoted label. A ``for_each`` step is drawn as a
-    subroutine ``[[...]]``, a step with ``when`` as a hexagon ``{{...}}``; their
-    expressions and a ``run_if`` rule are lines of the label, and the edges into a
+    subroutine ``[[...]]``, a waiting step (``sleep``, ``wait_for``...) and a
+    sub-workflow step as stadiums ``([...])``, a step with ``when`` as a hexagon
+    ``{{...}}``; their expressions, what a step waits for, the workflow a step runs
+    and a ``run_if`` rule are lines of the label, and the edges into a
     step with a ``run_if`` rule are dotted.
     """
     ids = {name: _node_id(name, n) for n, name in enumerate(workflow.steps)}
@@ -228,8 +258,13 @@ def _notes(step: Step) -> list[str]:
         notes.append(f"for each: {_one_line(step.for_each)}{parallel}")
     if step.when is not None:
         notes.append(f"when: {_one_line(step.when)}")
+    if step.workflow is not None:
+        notes.append(f"runs workflow: {step.workflow}")
     if step.run_if != "all_completed":
         notes.append(f"run if: {step.run_if}")
+    waits = wait_note(step)
+    if waits is not None:
+        notes.append(waits)
     return notes
 
 
@@ -240,6 +275,8 @@ def _one_line(expression: str) -> str:
 def _shape(step: Step) -> tuple[str, str]:
     if step.for_each is not None:
         return "[[", "]]"
+    if is_wait(step) or step.workflow is not None:
+        return "([", "])"
     if step.when is not None:
         return "{{", "}}"
     return "[", "]"
@@ -296,6 +333,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run_cmd.add_argument("--db", metavar="F", help="record the run in this SQLite store file")
     run_cmd.add_argument("--key", metavar="K", help="idempotency key (needs --db): run once")
+    _with_option(run_cmd)
     run_cmd.set_defaults(handler=_run)
 
     validate = commands.add_parser("validate", parents=[common], help="check a workflow file")
@@ -305,6 +343,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODULE:ATTR",
         help="the host functions the steps will get (a step may not redeclare their names)",
     )
+    _with_option(validate)
     validate.set_defaults(handler=_validate)
 
     graph = commands.add_parser("graph", parents=[common], help="print the DAG as Mermaid")
@@ -312,3 +351,14 @@ def _parser() -> argparse.ArgumentParser:
     graph.set_defaults(handler=_graph)
     add_store_commands(commands, common)
     return parser
+
+
+def _with_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--with",
+        dest="with_files",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a workflow file the steps may run as a sub-workflow (repeatable)",
+    )

@@ -14,7 +14,7 @@ import operator
 import os
 import sys
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from actors._logging import event_fields
 from actors._results import RunResult
 from actors._run import wait_or_cancel
 from actors._runner import LogEntry
+from actors._subflow import DEFAULT_MAX_NESTING, Workflows
 from actors._workflow import Workflow
 from actors.errors import DefinitionError, StoreError, UnknownRun
 
@@ -142,15 +143,25 @@ async def run(
     step_timeout: float | None = None,
     store: str | None = None,
     key: str | None = None,
+    workflows: Sequence[Workflow] = (),
 ) -> RunResult:
     """Run ``workflow`` once, logging its progress; cancel it after ``timeout`` seconds.
 
     ``step_timeout`` is the default timeout of each step attempt. ``store``: record
     the run there (other unfinished runs in it are left alone); ``key``: run once.
+    ``workflows``: the workflows its sub-workflow steps may run.
     """
     try:
         step_timeout = step_timeout or DEFAULT_STEP_TIMEOUT
-        engine = Engine(api=api, context=context, timeout=step_timeout, store=store, resume=False)
+        engine = Engine(
+            api=api,
+            context=context,
+            timeout=step_timeout,
+            store=store,
+            resume=False,
+            workflows=workflows,
+        )
+        Workflows(workflows, max_nesting=DEFAULT_MAX_NESTING).check(workflow)
     except DefinitionError as exc:  # e.g. a reserved --context key, a bad host name
         raise BadInput(str(exc)) from None
     async with engine, anyio.create_task_group() as tg:
@@ -180,8 +191,8 @@ async def _report_progress(
         async for event in events:
             if isinstance(event, LifecycleEvent):
                 _log_event(event, streamed)
-                if event.topic in _FINAL_TOPICS:
-                    break
+                if event.topic in _FINAL_TOPICS and getattr(event, "parent_run_id", None) is None:
+                    break  # the run's end (not a sub-workflow's)
     drained.set()
 
 

@@ -124,6 +124,8 @@ def _show(args: argparse.Namespace) -> int:
         print(json.dumps(result_data(result, steps=True), indent=2, default=str))
         return EXIT_OK
     print(f"run {result.id}  workflow {result.workflow}  {result.status}  {result.duration:.2f} s")
+    if result.parent_run_id is not None:
+        print(f"sub-workflow of run {result.parent_run_id}")
     rows = [("STEP", "STATUS", "ATTEMPTS", "DURATION", "ERROR / LOGS")]
     for name, step in result.steps.items():
         rows.append((name, step.status, str(step.attempts), f"{step.duration:.3f} s", _note(step)))
@@ -156,6 +158,8 @@ def result_data(result: RunResult, *, steps: bool) -> dict[str, Any]:
         "duration": result.duration,
         "output": result.output,
     }
+    if result.parent_run_id is not None:
+        data["parent_run_id"] = result.parent_run_id
     if steps:
         data["steps"] = {name: _step_data(step) for name, step in result.steps.items()}
     return data

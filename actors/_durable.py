@@ -29,6 +29,7 @@ __all__ = ("Durable", "check_key")
 
 logger = get_logger(__name__)
 
+_MAX_ANCESTORS = 1000
 _NOT_HERE = "is unfinished in the store but not running in this engine (open it with resume=True)"
 
 
@@ -41,13 +42,20 @@ class Durable:
         self._definitions: dict[int, tuple[Workflow, dict[str, Any]]] = {}
 
     async def create(
-        self, workflow: Workflow, *, event: Any, key: str | None, env: RunEnvironment
+        self,
+        workflow: Workflow,
+        *,
+        event: Any,
+        key: str | None,
+        env: RunEnvironment,
+        parent_run_id: str | None = None,
+        depth: int = 0,
     ) -> Run | RunHandle:
         """Record a new run and return it, or the handle of the run ``key`` names."""
         found = first_non_json(event, "event")
         if found is not None:
             raise InvalidOption(found[0], f"{found[1]} (a stored run's event is JSON data)")
-        run = Run(workflow, event=event, env=env)
+        run = Run(workflow, event=event, env=env, parent_run_id=parent_run_id, depth=depth)
         now = time.time()
         record = RunRecord(
             id=run.id,
@@ -58,6 +66,7 @@ class Durable:
             status="running",
             created_at=now,
             updated_at=now,
+            parent_run_id=parent_run_id,
         )
         stored = await self.store.create_run(record)
         if stored.id != run.id:
@@ -78,7 +87,9 @@ class Durable:
     async def resumable(self, env: RunEnvironment) -> list[Run]:
         """A run for each unfinished record, its recorded steps filled in."""
         runs = []
-        for record in await self.store.unfinished_runs():
+        unfinished = await self.store.unfinished_runs()
+        parents = {record.id: record.parent_run_id for record in unfinished}
+        for record in unfinished:
             if record.id in self.live:
                 continue
             try:
@@ -89,7 +100,9 @@ class Durable:
             steps = {s.step: s for s in await self.store.get_steps(record.id)}
             recorded = {n: step_from_record(s) for n, s in steps.items() if s.status in FINAL}
             attempts = attempts_started(record.definition, steps)
-            runs.append(self._revive(workflow, record, env, recorded, attempts))
+            waiting = {n: s.result for n, s in steps.items() if s.status == "waiting"}
+            depth = await self._depth(record, parents)
+            runs.append(self._revive(workflow, record, env, recorded, attempts, depth, waiting))
         return runs
 
     async def take_over(
@@ -125,7 +138,7 @@ class Durable:
             if s.status == "completed" and s.step not in again
         }
         await self.store.reopen_run(run_id, keep=keep)
-        return self._revive(workflow, record, env, keep, {})
+        return self._revive(workflow, record, env, keep, {}, await self._depth(record, {}))
 
     def ended(self, run: Run) -> None:
         if self.live.get(run.id) is run:  # (a retry may have replaced it already)
@@ -171,13 +184,36 @@ class Durable:
         env: RunEnvironment,
         recorded: Mapping[str, StepResult],
         attempts: Mapping[str, int],
+        depth: int,
+        waiting: Mapping[str, Any] | None = None,
     ) -> Run:
-        journal = RunJournal(self.store, record.id, attempts)
+        journal = RunJournal(self.store, record.id, attempts, waiting)
         journal.recorded(recorded)
-        run = Run(workflow, event=record.event, env=env, run_id=record.id, recorded=recorded)
+        run = Run(
+            workflow,
+            event=record.event,
+            env=env,
+            run_id=record.id,
+            recorded=recorded,
+            parent_run_id=record.parent_run_id,
+            depth=depth,
+        )
         run.attach(journal)
         self.live[run.id] = run
         return run
+
+    async def _depth(self, record: RunRecord, parents: Mapping[str, str | None]) -> int:
+        """How deep the run is nested: its ancestors, read from ``parents`` (run ids to
+        their parents' ids) or else the store (at most ``_MAX_ANCESTORS`` of them)."""
+        depth, parent = 0, record.parent_run_id
+        while parent is not None and depth < _MAX_ANCESTORS:
+            depth += 1
+            if parent in parents:
+                parent = parents[parent]
+                continue
+            found = await self.store.get_run(parent)
+            parent = None if found is None else found.parent_run_id
+        return depth
 
     async def _ended(self, run_id: str) -> RunRecord:
         record = await self.store.get_run(run_id)
@@ -207,6 +243,7 @@ class EndedRun:
     def __init__(self, result: RunResult) -> None:
         self.id = result.id
         self.workflow = result.workflow
+        self.parent_run_id = result.parent_run_id
         self.result: RunResult | None = result
 
     def cancel(self, reason: str = "run cancelled") -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from os import PathLike
@@ -11,6 +11,7 @@ from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
+from anyio.lowlevel import checkpoint
 
 from actors._admission import Admission, EngineStatistics, run_admitted
 from actors._audit import check_capabilities
@@ -25,7 +26,9 @@ from actors._run import Run, RunEnvironment, RunHandle, check_run_timeout, wait_
 from actors._runner import StepRunner, default_runner
 from actors._shutdown import ActiveRuns, Shutdown, check_shutdown, drain, sole_exception
 from actors._store import RunStore, open_store
+from actors._subflow import DEFAULT_MAX_NESTING, Launcher, Workflows
 from actors._trigger import Trigger, trigger_key
+from actors._waiters import Waits
 from actors._workflow import Workflow
 from actors.errors import EngineNotRunning, InvalidOption, StoreRequired, UnknownRun
 
@@ -56,6 +59,9 @@ class Engine:
     file path, or a store object such as :class:`actors.SQLiteStore`. With a store,
     entering the engine resumes every unfinished run in it (``resume=False`` opts
     out) and runs can be looked up, waited for, retried and pruned by id.
+    ``workflows``: workflows that sub-workflow steps (``workflow="name"``) may run,
+    by exact name (also :meth:`register`). ``max_nesting``: how deep sub-workflows
+    may nest (a top-level run is depth 0, its children 1...).
     """
 
     def __init__(
@@ -74,6 +80,8 @@ class Engine:
         audit_arguments: bool = False,
         store: RunStore | str | PathLike[str] | None = None,
         resume: bool = True,
+        workflows: Iterable[Workflow] = (),
+        max_nesting: int = DEFAULT_MAX_NESTING,
     ) -> None:
         self._api = MappingProxyType(dict(api or {}))
         self._context = MappingProxyType(dict(context or {}))
@@ -94,9 +102,14 @@ class Engine:
         self._task_group: TaskGroup | None = None
         self._env: RunEnvironment | None = None
         self._checked = CheckedScripts()
+        self._waits = Waits(self._bus.waiters, self._admission)
         opened = open_store(store)
         self._durable = None if opened is None else Durable(opened)
         self._resume = bool(resume)
+        self._workflows = Workflows(workflows, max_nesting=max_nesting)
+        self._launcher = Launcher(
+            self._workflows, start=self._start, retry=self._retry_child, durable=self._durable
+        )
 
     @property
     def bus(self) -> EventBus:
@@ -118,6 +131,7 @@ class Engine:
             if self._durable is not None:
                 await stack.enter_async_context(self._durable.store)
             task_group = await stack.enter_async_context(anyio.create_task_group())
+            await task_group.start(self._waits.serve)
             self._env = RunEnvironment(
                 runner,
                 self._bus,
@@ -126,6 +140,8 @@ class Engine:
                 self._timeout,
                 self._retry,
                 audit_arguments=self._audit_arguments,
+                waits=self._waits,
+                launcher=self._launcher,
             )
             self._task_group = task_group
             if self._log_events:
@@ -193,19 +209,54 @@ class Engine:
         if self._task_group is None or self._env is None:
             raise EngineNotRunning()
         workflow.freeze()
+        self._workflows.check(workflow)
+        return await self._start(workflow, event=event, key=key, parent_run_id=None, depth=0)
+
+    async def _start(
+        self,
+        workflow: Workflow,
+        *,
+        event: Any,
+        key: str | None,
+        parent_run_id: str | None,
+        depth: int,
+    ) -> RunHandle:
+        if self._task_group is None or self._env is None:
+            raise EngineNotRunning()
+        workflow.freeze()
         check_capabilities(workflow, self._api)
         key = check_key(key)
         if key is not None and self._durable is None:
             raise StoreRequired("key=")
         await self._checked.check(self._env.runner, workflow, self._api)
+        child = parent_run_id is not None
         if self._durable is None:
-            return await self._admit(Run(workflow, event=event, env=self._env))
-        run = await self._durable.create(workflow, event=event, key=key, env=self._env)
-        return run if isinstance(run, RunHandle) else await self._admit(run)
+            run = Run(
+                workflow, event=event, env=self._env, parent_run_id=parent_run_id, depth=depth
+            )
+            return await self._admit(run, child=child)
+        created = await self._durable.create(
+            workflow, event=event, key=key, env=self._env, parent_run_id=parent_run_id, depth=depth
+        )
+        return (
+            created if isinstance(created, RunHandle) else await self._admit(created, child=child)
+        )
 
-    async def _admit(self, run: Run) -> RunHandle:
+    def register(self, workflow: Workflow) -> None:
+        """Make ``workflow`` runnable by name from sub-workflow steps (``workflow=``).
+
+        It is validated and frozen; a name taken by another workflow raises
+        :class:`~actors.errors.DuplicateWorkflow`, and a cycle of workflows running
+        each other :class:`~actors.errors.WorkflowCycle`.
+        """
+        self._workflows.register(workflow)
+
+    async def _admit(self, run: Run, *, child: bool = False) -> RunHandle:
         try:
-            await self._admission.enter()
+            if child:  # its parent holds a place
+                self._admission.enter_nowait()
+            else:
+                await self._admission.enter()
         except BaseException:
             if self._durable is not None:
                 self._durable.ended(run)
@@ -221,19 +272,40 @@ class Engine:
     async def _execute(
         self, run: Run, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
+        self._waits.enter(run.id, child=run.parent_run_id is not None)
         try:
-            await run_admitted(self._admission, run, task_status=task_status)
+            await run_admitted(self._admission, run, lent=self._waits.lent, task_status=task_status)
         finally:
+            self._waits.leave(run.id)
             if self._durable is not None:
                 self._durable.ended(run)
 
     async def _admit_all(self, runs: list[Run]) -> None:
-        """Start resumed runs, each as a place frees up."""
+        """Start resumed runs, each as a place frees up (a child run at once)."""
         for run in runs:
             try:
-                await self._admit(run)
+                await self._admit(run, child=run.parent_run_id is not None)
             except EngineNotRunning:
                 return
+
+    async def send(self, run_id: str, topic: str, payload: Any = None) -> None:
+        """Give ``payload`` to run ``run_id``'s ``wait_for`` step on ``topic`` (whatever
+        its ``match``); if it is not waiting on ``topic`` yet, the payload is kept for it
+        (up to 64 per run, while the run is under way here). Raises
+        :class:`~actors.errors.UnknownRun` if the run is not under way in this engine.
+        """
+        if self._task_group is None:
+            raise EngineNotRunning()
+        if not isinstance(topic, str) or not topic:
+            raise InvalidOption("topic", "must be a non-empty string", value=topic)
+        self._waits.send(run_id, topic, payload)
+        await checkpoint()
+
+    async def _retry_child(self, run_id: str) -> RunHandle:
+        """Retry the ended child run ``run_id`` (its parent runs its step again)."""
+        durable = self._history("retry")
+        assert self._env is not None
+        return await self._admit(await durable.retry(run_id, None, self._env), child=True)
 
     def statistics(self) -> EngineStatistics:
         """Runs active, waiting to start, and finished (by status) so far."""

@@ -4,7 +4,8 @@ Each is a frozen dataclass with a ``topic``. Lifecycle events carry ``run_id``,
 ``workflow``, ``step`` (``None`` for run events), ``attempt`` (``None`` for run
 events, ``0`` for a step skipped before any attempt) and ``timestamp`` (Unix
 seconds), plus what applies: ``result`` / ``error`` / ``duration`` / ``logs`` (the
-console lines of that event's attempt).
+console lines of that event's attempt). Run events carry ``parent_run_id``: the run
+whose sub-workflow step started this run (``None`` for a top-level run).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = (
     "StepRetrying",
     "StepSkipped",
     "StepStarted",
+    "StepWaiting",
 )
 
 
@@ -60,6 +62,7 @@ class LifecycleEvent:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunStarted(LifecycleEvent):
     topic: str = field(default="run.started", init=False)
+    parent_run_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,6 +70,19 @@ class StepStarted(LifecycleEvent):
     """An attempt of ``step`` started (``attempt`` counts from 1)."""
 
     topic: str = field(default="step.started", init=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepWaiting(LifecycleEvent):
+    """A ``sleep``/``sleep_until``/``wait_for`` step is waiting (``step.waiting``, after
+    its ``step.started``): for an event on ``waits_for`` whose field ``match`` equals
+    ``value`` (``None``: no event), until the Unix time ``until`` (``None``: no limit)."""
+
+    topic: str = field(default="step.waiting", init=False)
+    waits_for: str | None = None
+    match: str | None = None
+    value: Any = None
+    until: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,6 +165,7 @@ class RunCompleted(LifecycleEvent):
     topic: str = field(default="run.completed", init=False)
     output: Any = None
     duration: float = 0.0
+    parent_run_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -160,12 +177,14 @@ class RunFailed(LifecycleEvent):
     error: StepError | None = None
     failed: tuple[str, ...] = ()
     duration: float = 0.0
+    parent_run_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunCancelled(LifecycleEvent):
     topic: str = field(default="run.cancelled", init=False)
     duration: float = 0.0
+    parent_run_id: str | None = None
 
 
 BusEvent = LifecycleEvent | Published

@@ -9,11 +9,13 @@ its run fails with it); a failed attempt marker or run end is logged.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Mapping
+from typing import Any
 
 from actors._log import get_logger
 from actors._results import RunResult, StepResult
-from actors._store import RunStore
+from actors._store import RunStore, StepRecord
 from actors._store_codec import step_record
 from actors.errors import StepError, StoreError
 
@@ -27,11 +29,17 @@ class RunJournal:
     before this process took the run over (a resume continues counting from there)."""
 
     def __init__(
-        self, store: RunStore, run_id: str, attempts: Mapping[str, int] | None = None
+        self,
+        store: RunStore,
+        run_id: str,
+        attempts: Mapping[str, int] | None = None,
+        waiting: Mapping[str, Any] | None = None,
     ) -> None:
+        """``waiting``: the registrations of steps that were waiting (``wait_started``)."""
         self.store = store
         self.run_id = run_id
         self._attempts = attempts or {}
+        self._waiting = dict(waiting or {})
         self._recorded: set[str] = set()
 
     def attempts_before(self, step: str) -> int:
@@ -48,6 +56,21 @@ class RunJournal:
             logger.warning(
                 "store_attempt_not_recorded", run_id=self.run_id, step=step, error=str(exc)
             )
+
+    def waiting(self, step: str) -> Any:
+        """The registration ``step`` recorded when it began waiting (a resumed run), or
+        ``None``."""
+        return self._waiting.pop(step, None)
+
+    async def wait_started(self, step: str, registration: Mapping[str, Any]) -> None:
+        """``step`` waits: record its ``registration`` (plain data: wake time, topic...)
+        as a ``"waiting"`` step record, so a resume waits for what is left."""
+        now = time.time()
+        record = StepRecord(self.run_id, step, "waiting", 1, dict(registration), updated_at=now)
+        try:
+            await self.store.record_step(record)
+        except StoreError as exc:
+            logger.warning("store_wait_not_recorded", run_id=self.run_id, step=step, error=str(exc))
 
     async def step(self, result: StepResult) -> StepResult:
         """Commit ``result``; return it, or the failure that replaces it when the store

@@ -17,7 +17,11 @@ __all__ = ("event_fields", "log_lifecycle_events")
 _LEVELS = {"step.failed": "error", "run.failed": "error", "step.retrying": "warning"}
 _MAX_VALUE_CHARS = 200
 _MAX_CONSOLE_LINES = 20  # per event; the line after them says how many more there were
-_OPTIONAL = ("step", "attempt", "index", "function", "duration", "delay", "reason", "failed")
+_OPTIONAL = (
+    *("step", "attempt", "index", "function", "duration", "delay", "reason", "failed"),
+    *("waits_for", "match", "until"),  # step.waiting
+    "parent_run_id",
+)
 
 
 async def log_lifecycle_events(

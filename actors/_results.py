@@ -43,6 +43,7 @@ class RunResult:
     """How a run ended. ``output`` is the single sink's result, or ``{sink: result}``.
 
     ``status`` is ``"running"`` only for a run read from a store while under way.
+    ``parent_run_id``: the run whose sub-workflow step started this one, if any.
     """
 
     id: str
@@ -51,6 +52,7 @@ class RunResult:
     output: Any
     steps: Mapping[str, StepResult]
     duration: float
+    parent_run_id: str | None = None
 
     @property
     def failed_steps(self) -> tuple[str, ...]:

@@ -28,6 +28,8 @@ from actors._results import RunResult, RunStatus, StepResult
 from actors._retry import Retry
 from actors._runner import StepRunner
 from actors._store_codec import message_of
+from actors._subflow import Launcher
+from actors._waiters import Waits
 from actors._workflow import Workflow
 from actors.errors import InvalidOption
 
@@ -50,6 +52,8 @@ class RunEnvironment:
     timeout: float
     retry: Retry
     audit_arguments: bool = False
+    waits: Waits | None = None  # the engine's waiters and timers (wait steps)
+    launcher: Launcher | None = None  # starts sub-workflow runs
 
 
 class Run:
@@ -63,11 +67,15 @@ class Run:
         env: RunEnvironment,
         run_id: str | None = None,
         recorded: Mapping[str, StepResult] | None = None,
+        parent_run_id: str | None = None,
+        depth: int = 0,
     ) -> None:
         """``recorded``: outcomes of a resumed run's steps, which are not run again
-        (their results go downstream)."""
+        (their results go downstream). ``parent_run_id`` and ``depth``: a child run's
+        parent (whose sub-workflow step started it) and nesting depth."""
         self.id = run_id or uuid.uuid4().hex
         self.workflow = workflow.name
+        self.parent_run_id = parent_run_id
         self._plan = workflow.compiled()
         self._steps = workflow.steps
         self._env = env
@@ -84,6 +92,9 @@ class Run:
             retry=env.retry,
             lib=workflow.lib_script,
             audit_arguments=env.audit_arguments,
+            waits=env.waits,
+            launcher=env.launcher,
+            depth=depth,
         )
         self._recorded = recorded or {}
         self._scope.results.update(self._recorded)
@@ -108,6 +119,7 @@ class Run:
         if not self._cancel_scope.cancel_called:
             self._cancel_reason = reason
         self._cancel_scope.cancel()
+        self._scope.children.cancel(f"parent run {self.id} cancelled")
 
     async def wait(self) -> RunResult:
         await self._done.wait()
@@ -120,7 +132,10 @@ class Run:
         interrupted = False
         try:
             with self._cancel_scope:
-                await self._emit(RunStarted(run_id=self.id, workflow=self.workflow))
+                parent = self.parent_run_id
+                await self._emit(
+                    RunStarted(run_id=self.id, workflow=self.workflow, parent_run_id=parent)
+                )
                 async with anyio.create_task_group() as tg:
                     self._scope.spawn = tg.start_soon
                     for actor in self._actors():
@@ -221,6 +236,7 @@ class Run:
             output=output,
             steps=MappingProxyType(steps),
             duration=duration,
+            parent_run_id=self.parent_run_id,
         )
 
     def _step_result(self, name: str) -> StepResult:
@@ -245,21 +261,19 @@ class Run:
 
 
 def _final_event(result: RunResult) -> LifecycleEvent:
-    run_id, workflow, duration = result.id, result.workflow, result.duration
+    ids: dict[str, Any] = {
+        "run_id": result.id,
+        "workflow": result.workflow,
+        "duration": result.duration,
+        "parent_run_id": result.parent_run_id,
+    }
     if result.status == "completed":
-        output = result.output
-        return RunCompleted(run_id=run_id, workflow=workflow, output=output, duration=duration)
+        return RunCompleted(output=result.output, **ids)
     if result.status == "cancelled":
-        return RunCancelled(run_id=run_id, workflow=workflow, duration=duration)
+        return RunCancelled(**ids)
     failed = result.failed_steps
-    return RunFailed(
-        run_id=run_id,
-        workflow=workflow,
-        output=result.output,
-        error=result.steps[failed[0]].error,
-        failed=failed,
-        duration=duration,
-    )
+    error = result.steps[failed[0]].error
+    return RunFailed(output=result.output, error=error, failed=failed, **ids)
 
 
 class RunLike(Protocol):
@@ -268,6 +282,7 @@ class RunLike(Protocol):
 
     id: str
     workflow: str
+    parent_run_id: str | None
     result: RunResult | None
 
     def cancel(self, reason: str = ...) -> None: ...
@@ -291,6 +306,11 @@ class RunHandle:
     @property
     def workflow(self) -> str:
         return self._run.workflow
+
+    @property
+    def parent_run_id(self) -> str | None:
+        """The run whose sub-workflow step started this one (``None``: top-level)."""
+        return self._run.parent_run_id
 
     @property
     def done(self) -> bool:

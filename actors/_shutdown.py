@@ -40,10 +40,15 @@ class ActiveRuns:
 
     def __init__(self) -> None:
         self._handles: list[RunHandle] = []
+        self._kept = 0  # handles after the last sweep of ended ones
 
     def add(self, handle: RunHandle) -> None:
-        self._handles = [h for h in self._handles if not h.done]
         self._handles.append(handle)
+        # Sweep ended handles once the list doubled: O(1) per start, amortized, even
+        # with many long-lived (waiting) runs.
+        if len(self._handles) > max(64, 2 * self._kept):
+            self._handles = [h for h in self._handles if not h.done]
+            self._kept = len(self._handles)
 
     def running(self) -> tuple[RunHandle, ...]:
         return tuple(h for h in self._handles if not h.done)

@@ -26,8 +26,8 @@ ENDED = frozenset({"completed", "failed", "cancelled"})
 @dataclass(frozen=True, slots=True)
 class RunRecord:
     """One run: its workflow ``definition`` (``Workflow.to_dict()`` data), ``event``,
-    idempotency ``key``, ``status`` (``"running"`` or how it ended), Unix times and,
-    once ended, ``output``."""
+    idempotency ``key``, ``status`` (``"running"`` or how it ended), Unix times,
+    once ended, ``output``, and ``parent_run_id`` for a sub-workflow's run."""
 
     id: str
     workflow: str
@@ -39,6 +39,7 @@ class RunRecord:
     updated_at: float
     ended_at: float | None = None
     output: Any = None
+    parent_run_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

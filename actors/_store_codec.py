@@ -16,7 +16,15 @@ from typing import Any, cast
 from actors._messages import Completed, Failed, Message, Skipped
 from actors._results import RunResult, RunStatus, StepResult, StepStatus
 from actors._store import RunRecord, StepRecord
-from actors.errors import SandboxFailed, ScriptFailed, StepError, StepTimedOut
+from actors.errors import (
+    SandboxFailed,
+    ScriptFailed,
+    StepError,
+    StepTimedOut,
+    SubflowFailed,
+    WaitFailed,
+    WaitTimedOut,
+)
 
 __all__ = (
     "StoredLog",
@@ -55,8 +63,13 @@ def error_to_data(error: StepError) -> dict[str, Any]:
     }
     if isinstance(error, ScriptFailed):
         data["stack"] = error.stack
-    if isinstance(error, StepTimedOut):
+    if isinstance(error, StepTimedOut | WaitTimedOut):
         data["timeout"] = error.timeout
+    if isinstance(error, WaitTimedOut):
+        data["topic"] = error.topic
+    if isinstance(error, SubflowFailed):
+        data["child"] = {"run_id": error.run_id, "workflow": error.workflow}
+        data["child"]["failed_step"] = error.failed_step
     return data
 
 
@@ -66,9 +79,23 @@ def error_from_data(data: Mapping[str, Any]) -> StepError:
     where = {k: data.get(k) for k in ("line", "column", "source_line")}
     if kind == "StepTimedOut":
         return StepTimedOut(step, float(data.get("timeout") or 0), attempt=attempt)
+    if kind == "WaitTimedOut":
+        return WaitTimedOut(step, str(data.get("topic")), float(data.get("timeout") or 0))
+    if kind == "WaitFailed":
+        return WaitFailed(step, data["message"])
     if kind == "ScriptFailed":
         return ScriptFailed(
             step, data["name"], data["message"], attempt=attempt, stack=data.get("stack"), **where
+        )
+    child = data.get("child")
+    if kind == "SubflowFailed" and isinstance(child, Mapping):
+        return SubflowFailed(
+            step,
+            data["message"],
+            run_id=str(child.get("run_id")),
+            workflow=str(child.get("workflow")),
+            failed_step=child.get("failed_step"),
+            attempt=attempt,
         )
     cls = SandboxFailed if kind == "SandboxFailed" else StepError
     retryable = bool(data.get("retryable"))
@@ -154,4 +181,5 @@ def run_result(record: RunRecord, steps: Sequence[StepRecord]) -> RunResult:
         output=record.output,
         steps=MappingProxyType(results),
         duration=max(0.0, end - record.created_at),
+        parent_run_id=record.parent_run_id,
     )

@@ -31,7 +31,7 @@ __all__ = ("SCHEMA_VERSION", "PostgresStore", "is_postgres_address")
 
 logger = get_logger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _MIGRATION_LOCK = 0x61637473  # pg_advisory_xact_lock key: "acts"
 _CLAIM_LIMIT = 1000  # runs taken over per look
 _CHANNEL = "actors_events"
@@ -63,11 +63,12 @@ _MIGRATIONS = (
         created_at DOUBLE PRECISION NOT NULL DEFAULT {NOW});
     CREATE INDEX actors_events_by_creation ON actors_events (created_at);
     """,
+    "ALTER TABLE actors_runs ADD COLUMN parent_run_id TEXT;",
 )
 
 _RUN_COLUMNS = (
     "r.id, r.workflow, d.data, r.event, r.key, r.status, "
-    "r.created_at, r.updated_at, r.ended_at, r.output"
+    "r.created_at, r.updated_at, r.ended_at, r.output, r.parent_run_id"
 )
 _RUN_SELECT = (
     f"SELECT {_RUN_COLUMNS} FROM actors_runs r JOIN actors_definitions d ON d.hash = r.definition"
@@ -213,6 +214,9 @@ class PostgresStore:
             raise StoreVersionError(self.location, found=version, supported=SCHEMA_VERSION)
         if version == SCHEMA_VERSION:
             return
+        if self.read_only and version:
+            reason = f"schema version {version} is older than this library's {SCHEMA_VERSION}"
+            raise StoreError(self.location, f"{reason}; open it with an engine once to upgrade")
         if self.read_only:
             raise StoreError(self.location, "is not a run store (no runs were recorded in it)")
         async with conn.transaction():
@@ -261,12 +265,12 @@ class PostgresStore:
                 )
                 inserted = await conn.fetchval(
                     "INSERT INTO actors_runs (id, workflow, definition, event, key, status,"
-                    " created_at, updated_at, ended_at, output, owner, fence)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1)"
+                    " created_at, updated_at, ended_at, output, owner, fence, parent_run_id)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1, $12)"
                     " ON CONFLICT (key) DO NOTHING RETURNING id",
                     run.id, run.workflow, digest, _dumps(run.event), run.key, run.status,
                     run.created_at, run.updated_at, run.ended_at, _dumps(run.output),
-                    self._lease.engine_id,
+                    self._lease.engine_id, run.parent_run_id,
                 )  # fmt: skip
             if inserted is not None:
                 self._lease.hold(run.id, 1)

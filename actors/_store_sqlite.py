@@ -36,7 +36,7 @@ from actors.errors import (
 
 __all__ = ("SCHEMA_VERSION", "SQLiteStore")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS locks (
@@ -55,10 +55,12 @@ CREATE TABLE IF NOT EXISTS steps (
     duration REAL NOT NULL, logs TEXT, updated_at REAL NOT NULL,
     PRIMARY KEY (run_id, step)) WITHOUT ROWID;
 """
+# _MIGRATIONS[n] takes the schema from version n to n + 1.
+_MIGRATIONS = (_SCHEMA, "ALTER TABLE runs ADD COLUMN parent_run_id TEXT;")
 
 _RUN_COLUMNS = (
     "r.id, r.workflow, d.data, r.event, r.key, r.status, "
-    "r.created_at, r.updated_at, r.ended_at, r.output"
+    "r.created_at, r.updated_at, r.ended_at, r.output, r.parent_run_id"
 )
 _RUN_SELECT = f"SELECT {_RUN_COLUMNS} FROM runs r JOIN definitions d ON d.hash = r.definition"
 _STEP_COLUMNS = "run_id, step, status, attempts, result, error, reason, duration, logs, updated_at"
@@ -155,8 +157,9 @@ class SQLiteStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             if version < SCHEMA_VERSION:
+                steps = " ".join(_MIGRATIONS[version:])
                 conn.executescript(
-                    f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
+                    f"BEGIN IMMEDIATE; {steps} PRAGMA user_version={SCHEMA_VERSION}; COMMIT;"
                 )
             conn.execute(
                 "INSERT OR REPLACE INTO locks VALUES (1, ?, ?, ?)",
@@ -178,6 +181,9 @@ class SQLiteStore:
                 raise StoreError(self.path, "is not a run store (no runs were recorded in it)")
             if version > SCHEMA_VERSION:
                 raise StoreVersionError(self.path, found=version, supported=SCHEMA_VERSION)
+            if version < SCHEMA_VERSION:
+                reason = f"schema version {version} is older than this library's {SCHEMA_VERSION}"
+                raise StoreError(self.path, f"{reason}; open it with an engine once to upgrade")
         except BaseException:
             conn.close()
             raise
@@ -303,9 +309,9 @@ def _create_run(conn: sqlite3.Connection, run: RunRecord) -> RunRecord:
     digest = hashlib.sha256(definition.encode()).hexdigest()
     conn.execute("INSERT OR IGNORE INTO definitions VALUES (?, ?)", (digest, definition))
     conn.execute(
-        "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (run.id, run.workflow, digest, _dumps(run.event), run.key, run.status,
-         run.created_at, run.updated_at, run.ended_at, _dumps(run.output)),
+         run.created_at, run.updated_at, run.ended_at, _dumps(run.output), run.parent_run_id),
     )  # fmt: skip
     return run
 
@@ -326,7 +332,7 @@ def _step_row(step: StepRecord) -> tuple[Any, ...]:
 
 
 def _run_record(row: tuple[Any, ...]) -> RunRecord:
-    run_id, workflow, definition, event, key, status, created, updated, ended, output = row
+    run_id, workflow, definition, event, key, status, created, updated, ended, output, parent = row
     return RunRecord(
         id=run_id,
         workflow=workflow,
@@ -338,6 +344,7 @@ def _run_record(row: tuple[Any, ...]) -> RunRecord:
         updated_at=updated,
         ended_at=ended,
         output=_loads(output),
+        parent_run_id=parent,
     )
 
 

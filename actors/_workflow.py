@@ -13,6 +13,7 @@ from typing import Any, overload
 from actors._graph import Plan, check_graph, plan
 from actors._retry import Retry
 from actors._rules import RUN_IF, RunIf, check_expression
+from actors._waits import WAIT_OPTIONS, WaitFor, check_wait_step, is_wait, wait_for_of
 from actors.errors import (
     DefinitionError,
     DuplicateStep,
@@ -34,6 +35,13 @@ class Step:
     may call (``None``: all the engine has). ``for_each``: a JS expression giving
     an array; the JS runs once per element (``item``, ``index``), at most
     ``max_parallel`` at once, and the step's result is the array of results.
+    ``sleep`` (seconds), ``sleep_until`` (a JS expression giving an ISO time) and
+    ``wait_for`` (a :class:`~actors._waits.WaitFor` or its dict) make a step that
+    waits and runs no JS (``js`` is then ``""``).
+    ``workflow``: the name of a workflow the step runs as a child run (a
+    sub-workflow); its JS, optional then, returns the child's event (default:
+    ``deps``), and the child's output is the step's result. A step either waits or
+    runs a sub-workflow, not both.
     """
 
     name: str
@@ -46,11 +54,18 @@ class Step:
     api: tuple[str, ...] | None = None
     for_each: str | None = None
     max_parallel: int | None = None
+    sleep: float | None = None
+    sleep_until: str | None = None
+    wait_for: WaitFor | None = None
+    workflow: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise InvalidOption("name", "must be a non-empty string", value=self.name)
-        if not isinstance(self.js, str) or not self.js.strip():
+        object.__setattr__(self, "wait_for", wait_for_of(self.wait_for, step=self.name))
+        if self.workflow is not None:
+            _check_subflow(self)
+        elif not isinstance(self.js, str) or not (self.js.strip() or is_wait(self)):
             raise InvalidOption(
                 "js", "must be a non-empty string of JS", step=self.name, value=self.js
             )
@@ -87,6 +102,23 @@ class Step:
         if self.run_if not in RUN_IF:
             reason = f"must be one of {', '.join(RUN_IF)}"
             raise InvalidOption("run_if", reason, step=self.name, value=self.run_if)
+        check_wait_step(self)
+
+
+def _check_subflow(step: Step) -> None:
+    """A sub-workflow step: a workflow name, JS optional, no ``for_each``, no waiting."""
+    if not isinstance(step.workflow, str) or not step.workflow:
+        reason = "must be the name of a workflow"
+        raise InvalidOption("workflow", reason, step=step.name, value=step.workflow)
+    if not isinstance(step.js, str):
+        raise InvalidOption("js", "must be a string of JS", step=step.name, value=step.js)
+    if step.for_each is not None:
+        reason = "cannot be combined with for_each"
+        raise InvalidOption("workflow", reason, step=step.name, value=step.workflow)
+    waits = [option for option in WAIT_OPTIONS if getattr(step, option) is not None]
+    if waits:
+        reason = f"cannot be combined with {waits[0]} (a step waits or runs a workflow)"
+        raise InvalidOption("workflow", reason, step=step.name, value=step.workflow)
 
 
 def _positive_number(value: object) -> bool:
@@ -95,7 +127,10 @@ def _positive_number(value: object) -> bool:
     return value > 0 and math.isfinite(value)
 
 
-_OPTIONS = frozenset({"when", "run_if", "api", "for_each", "max_parallel"})
+_OPTIONS = frozenset(
+    {"when", "run_if", "api", "for_each", "max_parallel", "workflow"}
+    | {"sleep", "sleep_until", "wait_for"}
+)
 
 StepRef = Step | str | Callable[..., Any]
 """How ``after=`` names an upstream step: a :class:`Step`, its name, or a function."""
@@ -178,7 +213,7 @@ class Workflow:
         self,
         name: str,
         *,
-        js: str,
+        js: str | None = None,
         after: Iterable[StepRef] | StepRef = (),
         timeout: float | None = None,
         retry: Retry | None = None,
@@ -186,7 +221,8 @@ class Workflow:
     ) -> Step:
         """Add a step whose body is ``js``; it runs once every step in ``after`` completed
         (or as its ``run_if`` rule says). ``options``: the other :class:`Step` fields
-        (``when``, ``run_if``...)."""
+        (``when``, ``run_if``, ``wait_for``, ``workflow``...); a waiting step has no
+        ``js``, a sub-workflow step may leave it out."""
         if self._plan is not None:
             raise WorkflowFrozen(self._name)
         if isinstance(name, str) and name in self._steps:
@@ -199,7 +235,7 @@ class Workflow:
             options["api"] = tuple(options["api"])
         try:
             after_names = _after_names(after, step=str(name))
-            step = Step(name, js, after_names, timeout, retry, **options)
+            step = Step(name, "" if js is None else js, after_names, timeout, retry, **options)
         except InvalidOption as exc:
             raise self._with_workflow(exc) from None
         self._steps[name] = step
@@ -243,7 +279,7 @@ class Workflow:
             js = inspect.cleandoc(doc) if isinstance(doc, str) else doc
             return self.add_step(
                 step_name,
-                js=js,  # type: ignore[arg-type]
+                js=js,
                 after=after,
                 timeout=timeout,
                 retry=retry,

@@ -6,9 +6,13 @@ Shape::
      "steps": {step: {"js": str, "after": [step, ...], "timeout": seconds,
                       "retry": {"attempts", "delay", "backoff", "max_delay", "jitter"},
                       "when": JS expression, "run_if": rule, "api": [name, ...],
-                      "for_each": JS expression, "max_parallel": int}}}
+                      "for_each": JS expression, "max_parallel": int,
+                      "sleep": seconds, "sleep_until": JS expression,
+                      "wait_for": {"topic", "match", "timeout"},
+                      "workflow": name of a sub-workflow}}}
 
-Only ``js`` is required per step. Errors carry the offending key as a dotted path
+Only ``js`` is required per step (none for a step that waits; a step with
+``workflow`` may leave it out). Errors carry the offending key as a dotted path
 (``steps.combine.timeout``); file errors add the file name.
 """
 
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from actors._retry import Retry
+from actors._waits import WAIT_OPTIONS
 from actors._workflow import Workflow
 from actors.errors import DefinitionError, InvalidOption, WorkflowFileError
 
@@ -35,6 +40,10 @@ _PLAIN_OPTIONS = {
     "api": None,
     "for_each": None,
     "max_parallel": None,
+    "sleep": None,
+    "sleep_until": None,
+    "wait_for": None,
+    "workflow": None,
 }
 _TOP_KEYS = frozenset({"name", "steps", "lib"})
 
@@ -42,7 +51,7 @@ _TOP_KEYS = frozenset({"name", "steps", "lib"})
 def workflow_to_dict(workflow: Workflow) -> dict[str, Any]:
     steps: dict[str, Any] = {}
     for name, step in workflow.steps.items():
-        entry: dict[str, Any] = {"js": step.js}
+        entry: dict[str, Any] = {"js": step.js} if step.js else {}  # (a wait or sub-workflow)
         if step.after:
             entry["after"] = list(step.after)
         if step.timeout is not None:
@@ -52,13 +61,20 @@ def workflow_to_dict(workflow: Workflow) -> dict[str, Any]:
         for option, default in _PLAIN_OPTIONS.items():
             value = getattr(step, option)
             if value != default:
-                entry[option] = list(value) if isinstance(value, tuple) else value
+                entry[option] = _plain(value)
         steps[name] = entry
     data: dict[str, Any] = {"name": workflow.name}
     if workflow.lib is not None:
         data["lib"] = workflow.lib
     data["steps"] = steps
     return data
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    to_dict = getattr(value, "to_dict", None)  # wait_for
+    return value if to_dict is None else to_dict()
 
 
 class _BadKey(DefinitionError):
@@ -163,7 +179,8 @@ def _add(workflow: Workflow, name: str, spec: object) -> None:
     for key in spec:
         if key not in _STEP_KEYS and key not in _PLAIN_OPTIONS:
             raise _BadKey(f"{where}.{key}", "unknown step option")
-    if "js" not in spec:
+    waits = any(key in spec for key in WAIT_OPTIONS)
+    if "js" not in spec and not waits and spec.get("workflow") is None:
         raise _BadKey(f"{where}.js", "is required")
     after = spec.get("after", [])
     if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
@@ -171,8 +188,8 @@ def _add(workflow: Workflow, name: str, spec: object) -> None:
     retry = _retry(spec.get("retry"), where=f"{where}.retry")
     options = {key: spec[key] for key in _PLAIN_OPTIONS if key in spec}
     try:
-        timeout = spec.get("timeout")
-        workflow.add_step(name, js=spec["js"], after=after, timeout=timeout, retry=retry, **options)
+        js, timeout = spec.get("js"), spec.get("timeout")
+        workflow.add_step(name, js=js, after=after, timeout=timeout, retry=retry, **options)
     except InvalidOption as exc:
         raise _BadKey(f"{where}.{exc.option}", f"{exc.reason}, got {exc.value!r}") from None
 

@@ -19,9 +19,11 @@ __all__ = (
     "CycleDetected",
     "DefinitionError",
     "DuplicateStep",
+    "DuplicateWorkflow",
     "ElementFailed",
     "EngineNotRunning",
     "InvalidOption",
+    "NestingTooDeep",
     "RunLost",
     "SandboxFailed",
     "ScriptFailed",
@@ -35,9 +37,14 @@ __all__ = (
     "StoreReadOnly",
     "StoreRequired",
     "StoreVersionError",
+    "SubflowFailed",
     "UnknownDependency",
     "UnknownHostFunction",
     "UnknownRun",
+    "UnknownWorkflow",
+    "WaitFailed",
+    "WaitTimedOut",
+    "WorkflowCycle",
     "WorkflowFileError",
     "WorkflowFrozen",
 )
@@ -93,6 +100,50 @@ class CycleDetected(DefinitionError):
         path = " -> ".join([*steps, steps[0]]) if steps else ""
         super().__init__(f"dependency cycle: {path}", workflow=workflow)
         self.steps = tuple(steps)
+
+
+class UnknownWorkflow(DefinitionError):
+    """Step ``step`` runs the sub-workflow ``name``, which the engine does not know."""
+
+    def __init__(self, name: str, *, step: str | None = None, workflow: str | None = None) -> None:
+        where = f"step {step!r}: " if step is not None else ""
+        hint = "register it: Engine(workflows=[...]) or engine.register(workflow)"
+        super().__init__(f"{where}no workflow named {name!r} ({hint})", workflow=workflow)
+        self.name = name
+        self.step = step
+
+
+class DuplicateWorkflow(DefinitionError):
+    """Another workflow is registered under the name ``name`` already."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("another workflow of this name is registered already", workflow=name)
+        self.name = name
+
+
+class WorkflowCycle(DefinitionError):
+    """The workflows in ``workflows`` run each other as sub-workflows in a cycle."""
+
+    def __init__(self, workflows: Sequence[str]) -> None:
+        path = " -> ".join([*workflows, workflows[0]]) if workflows else ""
+        super().__init__(
+            f"sub-workflow cycle: {path}", workflow=workflows[0] if workflows else None
+        )
+        self.workflows = tuple(workflows)
+
+
+class NestingTooDeep(DefinitionError):
+    """Sub-workflows would nest ``depth`` runs deep along ``chain``, past ``limit``."""
+
+    def __init__(self, chain: Sequence[str], *, depth: int, limit: int) -> None:
+        path = " -> ".join(chain)
+        reason = f"sub-workflows nest {depth} deep ({path}), past the bound of {limit}"
+        super().__init__(
+            f"{reason} (Engine(max_nesting=...))", workflow=chain[0] if chain else None
+        )
+        self.chain = tuple(chain)
+        self.depth = depth
+        self.limit = limit
 
 
 class InvalidOption(DefinitionError):
@@ -365,5 +416,48 @@ class StepTimedOut(StepError):
         self.timeout = timeout
 
 
+class WaitTimedOut(StepError):
+    """A ``wait_for`` step saw no matching event on ``topic`` within ``timeout`` seconds."""
+
+    def __init__(self, step: str, topic: str, timeout: float) -> None:
+        message = f"no event on {topic!r} within {timeout:g} s"
+        super().__init__(step, "WaitTimedOut", message, attempt=1, retryable=False)
+        self.topic = topic
+        self.timeout = timeout
+
+
+class WaitFailed(StepError):
+    """A ``sleep_until`` or ``wait_for`` step could not start waiting: its wake time is
+    not an ISO time, or ``ctx.event`` lacks the ``match`` field (``reason`` says)."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(step, "WaitFailed", reason, attempt=1, retryable=False)
+        self.reason = reason
+
+
 class SandboxFailed(StepError):
     """The sandbox running the step crashed, ran out of memory or refused a value."""
+
+
+class SubflowFailed(StepError):
+    """The sub-workflow run ``run_id`` (of ``workflow``) that the step started failed
+    at ``failed_step`` (its error is ``cause`` when known), or was cancelled
+    (``failed_step`` is ``None``). Not retryable: the child retried its own steps."""
+
+    def __init__(
+        self,
+        step: str,
+        message: str,
+        *,
+        run_id: str,
+        workflow: str,
+        failed_step: str | None,
+        attempt: int,
+        cause: BaseException | None = None,
+    ) -> None:
+        super().__init__(
+            step, "SubflowFailed", message, attempt=attempt, retryable=False, cause=cause
+        )
+        self.run_id = run_id
+        self.workflow = workflow
+        self.failed_step = failed_step

@@ -1,11 +1,18 @@
-"""Order processing: validate, inventory and shipping in parallel, payment, fulfil.
+"""Order processing: validate, inventory and shipping in parallel, an approval,
+payment, fulfil.
 
 ::
 
     validate -+-> reserve_inventory -+-> charge_payment --> fulfil
               +-> quote_shipping ----+          |
+              +-> approval (wait_for) -+        |
                   reserve_inventory ------------+--> release_inventory (run_if all_done,
                                                      when the payment failed)
+
+``approval`` runs no JS: it waits for an ``order.approved`` event whose ``id`` is
+the order's (``wait_for`` with ``match``), for up to 60 s, holding no sandbox
+worker meanwhile. A back-office task here sees each ``step.waiting`` event and
+publishes the approval; ``charge_payment`` waits for it.
 
 The payment gateway is flaky: its first call for each order times out (a counter,
 so it is deterministic). ``charge_payment`` has ``Retry(attempts=3, delay=0.05,
@@ -30,7 +37,7 @@ from typing import Any
 import anyio
 import structlog
 
-from actors import Engine, Retry, StepRetrying, Workflow
+from actors import Engine, Retry, StepRetrying, StepWaiting, Workflow
 
 # -- fake services ----------------------------------------------------------------------
 
@@ -161,8 +168,17 @@ def quote_shipping() -> None:
     """return await shipping_quote(ctx.event.address, deps.validate.weight_kg);"""
 
 
+# No JS: wait for the back office's order.approved event for this order (payload.id
+# equal to ctx.event.id); past 60 s the step fails with WaitTimedOut.
+approval = wf.add_step(
+    "approval",
+    after=[validate],
+    wait_for={"topic": "order.approved", "match": "id", "timeout": 60},
+)
+
+
 @wf.step(
-    after=[validate, reserve_inventory, quote_shipping],
+    after=[validate, reserve_inventory, quote_shipping, approval],
     retry=Retry(attempts=3, delay=0.05, backoff=2.0),
 )
 def charge_payment() -> None:
@@ -226,8 +242,15 @@ async def main() -> int:
     async with (
         Engine(api=shop.api()) as engine,
         engine.bus.subscribe("step.retrying") as retries,
+        engine.bus.subscribe("step.waiting") as waiting,
         anyio.create_task_group() as tg,
     ):
+
+        async def back_office() -> None:
+            async for event in waiting:  # the approval step is registered by now
+                assert isinstance(event, StepWaiting)
+                print(f"  {event.value} waits for approval: approved by ops")
+                await engine.bus.publish("order.approved", {"id": event.value, "by": "ops"})
 
         async def show_retries() -> None:
             async for event in retries:
@@ -236,6 +259,7 @@ async def main() -> int:
                 print(f"  {failed}; retrying in {event.delay:.2f} s")
 
         tg.start_soon(show_retries)
+        tg.start_soon(back_office)
         for order in ORDERS:
             print(f"order {order['id']}:")
             result = await engine.run(wf, event=order)

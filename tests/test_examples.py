@@ -30,10 +30,12 @@ EXPECTED = {
     ],
     "moderation.py": ["p-1   approve", "p-2   review", "p-3   reject", "3 decisions published"],
     "order_processing.py": [
+        "A-1001 waits for approval: approved by ops",
         "charge_payment attempt 1 failed: payment gateway timed out (504); retrying in 0.05 s",
         "fulfilled: charged EUR 114.15 (ch_0001, 2 payment attempts)",
         "failed at validate: NonRetryableError: line 1: quantity must be a positive integer",
-        "skipped: reserve_inventory, quote_shipping, charge_payment, fulfil, release_inventory",
+        "skipped: reserve_inventory, quote_shipping, approval, charge_payment, fulfil,"
+        " release_inventory",
         "failed at charge_payment: Error: card declined",
         "compensated: released res-A-1003",
         "stock after all orders: {'kbd-mech': 4, 'mouse-pro': 12, 'usb-c-cable': 38}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import sqlite3
@@ -16,6 +17,7 @@ import pytest
 
 from actors import SQLiteStore
 from actors._store import RunRecord, StepRecord
+from actors._store_sqlite import SCHEMA_VERSION
 from actors.errors import (
     StoreCorrupt,
     StoreError,
@@ -163,7 +165,7 @@ async def test_a_file_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreVersionError, match="schema version 99 is newer") as caught:
         async with SQLiteStore(path):
             pass
-    assert (caught.value.found, caught.value.supported) == (99, 1)
+    assert (caught.value.found, caught.value.supported) == (99, SCHEMA_VERSION)
 
 
 async def test_a_corrupt_file_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
@@ -246,3 +248,29 @@ async def test_a_read_only_opener_reads_while_the_owner_writes(tmp_path: Path) -
         sqlite3.connect(tmp_path / "empty.db").close()
         async with SQLiteStore(tmp_path / "empty.db", read_only=True):
             pass
+
+
+async def test_a_version_1_file_is_migrated_and_keeps_its_runs(tmp_path: Path) -> None:
+    from actors._store_sqlite import _MIGRATIONS
+
+    path = tmp_path / "runs.db"
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # as the first release left it
+        conn.executescript(_MIGRATIONS[0])
+        conn.execute("INSERT INTO definitions VALUES ('h', ?)", ('{"name": "wf"}',))
+        row = "'r1', 'wf', 'h', '{}', NULL, 'running', 1, 1, NULL, NULL"
+        conn.execute(f"INSERT INTO runs VALUES ({row})")
+        conn.execute("PRAGMA user_version = 1")
+        conn.commit()
+    with pytest.raises(StoreError, match="schema version 1 is older than this library's 2"):
+        async with SQLiteStore(path, read_only=True):
+            pass
+    async with SQLiteStore(path) as store:
+        (old,) = await store.unfinished_runs()
+        assert (old.id, old.parent_run_id) == ("r1", None)
+        child = dataclasses.replace(a_run("r2"), parent_run_id="r1")
+        await store.create_run(child)
+    async with SQLiteStore(path, read_only=True) as store:
+        found = await store.get_run("r2")
+    assert found is not None and found.parent_run_id == "r1"
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION

@@ -16,6 +16,7 @@ from actors._admission import Admission, EngineStatistics, run_admitted
 from actors._audit import check_capabilities
 from actors._bus import EventBus
 from actors._check import CheckedScripts
+from actors._cluster_bus import ClusterFeed, cluster_store, share_events
 from actors._cluster_triggers import event_store, serve_triggers
 from actors._durable import Durable, check_key
 from actors._logging import log_lifecycle_events
@@ -130,17 +131,28 @@ class Engine:
             self._task_group = task_group
             if self._log_events:
                 await task_group.start(log_lifecycle_events, self._bus)
+            await self._share(task_group)
             for trigger in self._triggers:
                 self._serve_trigger(trigger)
             if self._durable is not None and self._resume:
                 task_group.start_soon(self._admit_all, await self._durable.resumable(self._env))
                 task_group.start_soon(self._durable.take_over, self._env, self._admit_all)
-            shared = None if self._durable is None else event_store(self._durable.store)
-            if shared is not None:  # triggers across engines
-                self._bus.trigger_table.recorder = shared.record_event
-                task_group.start_soon(serve_triggers, shared, self._triggers, self.start)
             self._stack = stack.pop_all()
         return self
+
+    async def _share(self, task_group: TaskGroup) -> None:
+        """On a shared store: triggers and bus events across engines."""
+        store = None if self._durable is None else self._durable.store
+        shared = event_store(store)
+        if shared is not None:
+            self._bus.trigger_table.recorder = shared.record_event
+            task_group.start_soon(serve_triggers, shared, self._triggers, self.start)
+        cluster = cluster_store(store)
+        if cluster is not None:
+            if getattr(store, "share_events", True):
+                await task_group.start(share_events, self._bus, cluster)
+            self._bus.cluster = ClusterFeed(cluster)
+            await task_group.start(self._bus.cluster.serve)
 
     async def __aexit__(
         self,
@@ -154,6 +166,8 @@ class Engine:
             self._bus.trigger_table.remove(trigger)
         if self._durable is not None and self._bus.trigger_table.recorder is not None:
             self._bus.trigger_table.recorder = None
+        if self._bus.cluster is not None and self._durable is not None:
+            self._bus.cluster = None
         interrupted = None
         if self._shutdown == "drain" and exc_type is None:
             interrupted = await drain(self._active, self._drain_timeout)

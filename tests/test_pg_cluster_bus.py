@@ -152,3 +152,44 @@ def test_a_tail_takes_each_row_once_and_moves_over_the_settled_prefix() -> None:
     # id 2 committed late, in a transaction older than id 3's: still taken, once
     assert [r.position.id for r in tail.take([row(6, 2, True), row(7, 3, True)])] == [2]
     assert tail.cursor == Position(7, 3) and tail.seen_ids() == []
+
+
+@pytest.mark.timeout(60)
+async def test_an_event_committed_after_a_later_one_still_starts_its_run(
+    postgres_dsn: str,
+) -> None:
+    import asyncpg
+
+    insert = "INSERT INTO actors_events (topic, payload, created_at) VALUES ($1, $2, $3)"
+    worker = Engine(pool=runner(), store=postgres_dsn)
+    worker.on("order.*", chain())
+    async with worker:
+        slow = await asyncpg.connect(postgres_dsn)
+        try:
+            late = slow.transaction()
+            await late.start()
+            await slow.execute(insert, "order.late", '{"n": 1}', 0.0)  # the smaller id
+            # a later id, committed first, looking old (the former 10 s window let it
+            # move the reader past the uncommitted smaller id)
+            other = await asyncpg.connect(postgres_dsn)
+            try:
+                await other.execute(insert, "order.early", '{"n": 2}', 0.0)
+                await other.execute("NOTIFY actors_events")
+            finally:
+                await other.close()
+            await wait_completed(worker, 1)
+            await late.commit()
+            await slow.execute("NOTIFY actors_events")
+        finally:
+            await slow.close()
+        runs = await wait_completed(worker, 2)
+    assert sorted(r.output for r in runs) == [10, 20]
+
+
+async def wait_completed(engine: Engine, count: int) -> list[Any]:
+    with anyio.fail_after(30):
+        while True:
+            runs = await engine.runs(status="completed", limit=100)
+            if len(runs) >= count:
+                return runs
+            await anyio.sleep(0.05)

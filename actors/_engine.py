@@ -135,8 +135,10 @@ class Engine:
             for trigger in self._triggers:
                 self._serve_trigger(trigger)
             if self._durable is not None and self._resume:
-                task_group.start_soon(self._admit_all, await self._durable.resumable(self._env))
-                task_group.start_soon(self._durable.take_over, self._env, self._admit_all)
+                resumed = await self._durable.resumable(self._env, limit=self._admission.room())
+                task_group.start_soon(self._admit_all, resumed)
+                room = self._admission.wait_for_room
+                task_group.start_soon(self._durable.take_over, self._env, self._admit_all, room)
             self._stack = stack.pop_all()
         return self
 
@@ -146,7 +148,7 @@ class Engine:
         shared = event_store(store)
         if shared is not None:
             self._bus.trigger_table.recorder = shared.record_event
-            task_group.start_soon(serve_triggers, shared, self._triggers, self.start)
+            task_group.start_soon(serve_triggers, shared, self._triggers, self._start_claimed)
         cluster = cluster_store(store)
         if cluster is not None:
             if getattr(store, "share_events", True):
@@ -204,6 +206,31 @@ class Engine:
         and no step runs. Returns as soon as the run is admitted: at once unless
         ``max_active_runs`` runs are under way, else when one of them ends.
         """
+        return await self._start(workflow, event, key, entered=False)
+
+    async def _start_claimed(self, workflow: Workflow, *, event: Any, key: str | None) -> RunHandle:
+        """Start a run for a shared event once there is a place here (so runs go to
+        engines with room); the handle of the run ``key`` names if one was started."""
+        await self._admission.enter()
+        return await self._start(workflow, event, key, entered=True)
+
+    async def _start(
+        self, workflow: Workflow, event: Any, key: str | None, *, entered: bool
+    ) -> RunHandle:
+        """Start a run; ``entered``: a place was taken for it (given back if no run starts)."""
+        try:
+            run = await self._new_run(workflow, event, key)
+        except BaseException:
+            if entered:
+                self._admission.abandon()
+            raise
+        if isinstance(run, RunHandle):
+            if entered:
+                self._admission.abandon()
+            return run
+        return await self._admit(run, entered=entered)
+
+    async def _new_run(self, workflow: Workflow, event: Any, key: str | None) -> Run | RunHandle:
         if self._task_group is None or self._env is None:
             raise EngineNotRunning()
         workflow.freeze()
@@ -213,13 +240,13 @@ class Engine:
             raise StoreRequired("key=")
         await self._checked.check(self._env.runner, workflow, self._api)
         if self._durable is None:
-            return await self._admit(Run(workflow, event=event, env=self._env))
-        run = await self._durable.create(workflow, event=event, key=key, env=self._env)
-        return run if isinstance(run, RunHandle) else await self._admit(run)
+            return Run(workflow, event=event, env=self._env)
+        return await self._durable.create(workflow, event=event, key=key, env=self._env)
 
-    async def _admit(self, run: Run) -> RunHandle:
+    async def _admit(self, run: Run, *, entered: bool = False) -> RunHandle:
         try:
-            await self._admission.enter()
+            if not entered:
+                await self._admission.enter()
         except BaseException:
             if self._durable is not None:
                 self._durable.ended(run)
@@ -338,6 +365,8 @@ class Engine:
 
     def _serve_trigger(self, trigger: Trigger) -> None:
         async def start(payload: Any, event_id: int | None) -> RunHandle | None:
+            if event_id is not None and not self._admission.room():
+                return None  # full: an engine with room starts it (this one, later)
             key = trigger_key(trigger, payload, event_id)
             try:
                 return await self.start(trigger.workflow, event=payload, key=key)

@@ -450,10 +450,14 @@ class PostgresStore:
             query = f"{_RUN_SELECT} WHERE r.status = 'running' ORDER BY r.created_at"
             rows = await self._call(lambda conn: conn.fetch(query), write=False)
             return [_run_record(tuple(row)) for row in rows]
+        return await self.claim_runs(_CLAIM_LIMIT)
+
+    async def claim_runs(self, limit: int) -> list[RunRecord]:
+        """Take over up to ``limit`` running runs nobody holds, oldest first."""
         query = f"{_RUN_SELECT} WHERE r.id = ANY($1::text[]) ORDER BY r.created_at"
 
         async def claim(conn: Any) -> list[Any]:
-            return list(await conn.fetch(query, await self._lease.claim(conn, _CLAIM_LIMIT)))
+            return list(await conn.fetch(query, await self._lease.claim(conn, limit)))
 
         return [_run_record(tuple(row)) for row in await self._call(claim)]
 

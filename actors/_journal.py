@@ -41,6 +41,19 @@ class RunJournal:
         """These outcomes are in the store already (a resumed or retried run)."""
         self._recorded.update(steps)
 
+    async def held(self, step: str, attempt: int) -> StepError | None:
+        """Before an attempt: ``None`` while this engine may run the step (always, but
+        on a shared store whose lease on the run lapsed), else the error to fail with."""
+        confirm = getattr(self.store, "confirm_held", None)
+        if confirm is None:
+            return None
+        try:
+            await confirm(self.run_id)
+        except StoreError as exc:
+            logger.warning("step_not_started", run_id=self.run_id, step=step, error=str(exc))
+            return StepError(step, "StoreError", str(exc), attempt=attempt, retryable=False)
+        return None
+
     async def attempt(self, step: str, attempt: int) -> None:
         try:
             await self.store.record_attempt(self.run_id, step, attempt)

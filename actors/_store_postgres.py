@@ -162,7 +162,9 @@ class PostgresStore:
             raise RuntimeError("this store is open already")
         asyncpg = _driver(self.location)
         try:
-            pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self._pool_size)
+            pool = await asyncpg.create_pool(
+                self.dsn, min_size=1, max_size=self._pool_size, server_settings=self._settings()
+            )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreError(self.location, f"cannot connect: {exc}") from exc
         try:
@@ -206,6 +208,12 @@ class PostgresStore:
                 logger.warning("store_lease_not_released", store=self.location, error=str(exc))
             finally:
                 await pool.close()
+
+    def _settings(self) -> dict[str, str]:
+        """A transaction this engine leaves open (it stalled in the middle) is ended by
+        the server within the lease time, so the rows it locked can be taken over."""
+        stall_ms = max(1000, int(self._lease.seconds * 1000))
+        return {"idle_in_transaction_session_timeout": str(stall_ms)}
 
     async def _listen(self, asyncpg: Any) -> None:
         try:
@@ -292,6 +300,12 @@ class PostgresStore:
     async def record_attempt(self, run_id: str, step: str, attempt: int) -> None:
         args = (*self._lease.args(run_id), step, attempt, time.time())
         await self._call(lambda conn: conn.execute(_MARK_ATTEMPT, *args))
+
+    async def confirm_held(self, run_id: str) -> None:
+        """Before a step attempt: raise RunLost unless this engine still holds the run
+        (no I/O while the lease was renewed recently)."""
+        if not self._lease.fresh():
+            await self._call(lambda conn: self._lease.confirm(conn, run_id))
 
     async def record_step(self, step: StepRecord) -> None:
         args = (*self._lease.args(step.run_id), *_step_row(step)[1:])

@@ -34,6 +34,7 @@ _BATCH = 500  # events per write and per read
 _BUFFER = 4096  # events queued for writing before runs wait
 _FALLBACK_POLL = 5.0  # seconds between reads when no notification comes
 _PRUNE_EVERY = 60.0  # seconds
+_WRITE_LIMIT = 10.0  # seconds a write may take before its events are given up
 KEEP = 600.0  # seconds a shared bus event is kept
 
 
@@ -71,12 +72,13 @@ async def share_events(
     try:
         async for event in events:
             batch = [event, *_queued(events)]
-            await _write(store, batch)
+            with anyio.CancelScope(shield=True), anyio.move_on_after(_WRITE_LIMIT):
+                await _write(store, batch)  # (a batch taken is written, even on the way out)
             if anyio.current_time() - pruned > _PRUNE_EVERY:
                 pruned = anyio.current_time()
                 await _prune(store)
     finally:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_WRITE_LIMIT):
             while batch := _queued(events):
                 await _write(store, batch)
         events.close()

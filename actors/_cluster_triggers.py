@@ -20,7 +20,7 @@ from actors._run import RunHandle
 from actors._subscription import topic_matches
 from actors._trigger import Trigger, trigger_key
 from actors._workflow import Workflow
-from actors.errors import ActorsError, UnknownRun
+from actors.errors import ActorsError, StoreError, UnknownRun
 
 __all__ = ("EventStore", "event_store", "serve_triggers")
 
@@ -57,13 +57,19 @@ async def serve_triggers(store: EventStore, triggers: Sequence[Trigger], start: 
     (from the first event recorded: keys skip those started before)."""
     tail = Tail()
     while True:
-        rows = await store.events_after(tail, _BATCH)
-        todo = []
-        for row in tail.take(rows):
-            topic, payload = row.data
-            event_id = row.position.id
-            todo += [(t, payload, event_id) for t in tuple(triggers) if _fires(t, str(topic))]
-        await _start_all(store, start, todo)
+        after = Tail(tail.cursor, tail.seen)  # kept only once the runs are started
+        try:
+            rows = await store.events_after(tail, _BATCH)
+            todo = []
+            for row in after.take(rows):
+                topic, payload = row.data
+                event_id = row.position.id
+                todo += [(t, payload, event_id) for t in tuple(triggers) if _fires(t, str(topic))]
+            await _start_all(store, start, todo)
+            tail = after
+        except StoreError as exc:  # the next look reads these events again
+            logger.warning("trigger_events_not_read", error=str(exc))
+            rows = []
         if len(rows) < _BATCH:
             await store.wait_for_events(_FALLBACK_POLL)
 

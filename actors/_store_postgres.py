@@ -165,7 +165,7 @@ class PostgresStore:
             pool = await asyncpg.create_pool(
                 self.dsn, min_size=1, max_size=self._pool_size, server_settings=self._settings()
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except _driver_errors(asyncpg) as exc:
             raise StoreError(self.location, f"cannot connect: {exc}") from exc
         try:
             async with pool.acquire() as conn:
@@ -220,7 +220,7 @@ class PostgresStore:
             self._listener = await asyncpg.connect(self.dsn)
             for channel in self._wakeups:
                 await self._listener.add_listener(channel, self._notified)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except _driver_errors(asyncpg) as exc:
             await self.__aexit__(None, None, None)
             raise StoreError(self.location, f"cannot listen: {exc}") from exc
 
@@ -263,7 +263,7 @@ class PostgresStore:
         try:
             async with self._pool.acquire() as conn:
                 return await operation(conn)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except _driver_errors(asyncpg) as exc:
             raise StoreError(self.location, f"{type(exc).__name__}: {exc}") from exc
 
     # -- writes --------------------------------------------------------------------
@@ -474,6 +474,12 @@ class PostgresStore:
             return list(await conn.fetch(query, await self._lease.claim(conn, limit)))
 
         return [_run_record(tuple(row)) for row in await self._call(claim)]
+
+
+def _driver_errors(asyncpg: Any) -> tuple[type[BaseException], ...]:
+    """What the driver raises for a failed call (a connection the server ended while
+    this engine was stalled can leave asyncpg's protocol confused: InternalClientError)."""
+    return (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 
 def _driver(location: str) -> Any:

@@ -7,7 +7,7 @@ trigger events of its share of the runs. Every ``every`` seconds, at a random
 point, one ready engine gets ``SIGKILL`` and is started again (up to ``kills``
 times, while runs are unfinished);
 after the first kill, the engine holding most runs is ``SIGSTOP``ped until the others took
-them all over, then resumed (and never killed).
+them all over, then resumed (and spared until it logged the runs it lost).
 Then it waits for every run to end. The report checks, from the database and the
 shared log, only exact outcomes: every run exists once and completed with the
 right output; no step ran again after its completion was recorded; each step's
@@ -67,7 +67,7 @@ class PgChaosReport:
     runs: int
     engines: int
     kills: int = 0
-    stopped: str | None = None  # the incarnation stopped (never killed after)
+    stopped: str | None = None  # the incarnation stopped (not killed before it logs run_lost)
     stopped_name: str = ""
     lost: int = 0  # runs it held when stopped (all taken over before it resumed)
     stopped_for: float = 0.0  # seconds
@@ -79,10 +79,11 @@ class PgChaosReport:
     reruns: int = 0  # step executions past the first (a step cut off by a kill or stop)
     rerun_after_record: list[tuple[str, str]] = field(default_factory=list)
     announced_twice: list[tuple[str, str]] = field(default_factory=list)
-    joins: int = 0  # join completions announced
+    joins: int = 0  # join completions announced (a kill may beat an announcement)
     late_records: list[tuple[str, str]] = field(default_factory=list)
     stale_attempts: int = 0  # the resumed engine's queued attempts of runs it lost
     runs_lost_logged: int = 0  # run_lost lines the stopped engine logged once resumed
+    crashed: list[str] = field(default_factory=list)  # engines that exited by themselves
 
     def problems(self) -> list[str]:
         found = []
@@ -96,6 +97,8 @@ class PgChaosReport:
             )
         if self.announced_twice:
             found.append(f"steps completed twice: {self.announced_twice[:5]}")
+        if self.crashed:
+            found.append(f"engines exited by themselves (see their .out): {self.crashed}")
         if self.late_records:
             found.append(f"a resumed engine recorded lost runs: {self.late_records[:5]}")
         return found
@@ -147,6 +150,14 @@ class Cluster:
         child.wait()
         self.note("K", self.incarnation(name))
 
+    def restart_exited(self) -> list[str]:
+        """Start again the engines that exited by themselves; their incarnations."""
+        exited = [name for name, child in self.children.items() if child.poll() is not None]
+        gone = [self.incarnation(name) for name in exited]
+        for name in exited:
+            self.start(name)
+        return gone
+
     def stop_all(self) -> None:
         for child in self.children.values():
             if child.poll() is None:
@@ -176,7 +187,7 @@ def pg_cluster_chaos(
         while len(cluster.ready()) < engines and time.monotonic() < began + timeout:
             time.sleep(0.05)  # (the first one up creates the schema)
         _storm(cluster, report, kills, every)
-        _wait_all_ended(dsn, runs, began + timeout)
+        _wait_all_ended(cluster, report, began + timeout)
         if report.stopped is not None:  # what it logs once resumed
             _wait_for_text(workdir / f"{report.stopped}.out", "run_lost", began + timeout)
     finally:
@@ -193,7 +204,8 @@ def _storm(cluster: Cluster, report: PgChaosReport, kills: int, every: float) ->
     while report.kills < kills and not _all_ended(cluster.dsn, report.runs):
         pause = random.uniform(0, every)
         time.sleep(pause)
-        ready = sorted(cluster.ready() - {report.stopped_name})
+        report.crashed += cluster.restart_exited()
+        ready = sorted(cluster.ready() - _spared(cluster, report))
         if report.kills and report.stopped is None and len(ready) > 1:
             ready = [] if _stop(cluster, report, ready) else ready  # no kill meanwhile
         if ready:
@@ -202,6 +214,14 @@ def _storm(cluster: Cluster, report: PgChaosReport, kills: int, every: float) ->
             cluster.start(victim)
             report.kills += 1
         time.sleep(every - pause)
+
+
+def _spared(cluster: Cluster, report: PgChaosReport) -> set[str]:
+    """The stopped engine, until it has logged the runs it lost (then it may be killed)."""
+    if report.stopped is None:
+        return set()
+    out = cluster.workdir / f"{report.stopped}.out"
+    return set() if "run_lost" in out.read_text(errors="replace") else {report.stopped_name}
 
 
 def _stop(cluster: Cluster, report: PgChaosReport, ready: list[str]) -> bool:
@@ -248,8 +268,9 @@ def _all_ended(dsn: str, runs: int) -> bool:
     return bool(total >= runs and ended == total)
 
 
-def _wait_all_ended(dsn: str, runs: int, deadline: float) -> None:
-    while time.monotonic() < deadline and not _all_ended(dsn, runs):
+def _wait_all_ended(cluster: Cluster, report: PgChaosReport, deadline: float) -> None:
+    while time.monotonic() < deadline and not _all_ended(cluster.dsn, report.runs):
+        report.crashed += cluster.restart_exited()
         time.sleep(0.2)
 
 

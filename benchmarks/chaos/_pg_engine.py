@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 
 from actors import Engine, PostgresStore, Retry, StepCompleted
+from actors.errors import StoreError
 from runtime_pool import RuntimePool
 
 from ._pg_cluster import LEASE, diamond
@@ -68,8 +69,15 @@ async def main(dsn: str, log_path: str, inc: str, first: int, count: int, nap_s:
 
 
 async def publish(engine: Engine, first: int, count: int) -> None:
+    """Publish each event, again after a store error (as a client would)."""
     for n in range(first, first + count):
-        await engine.bus.publish("chaos.go", {"n": n})
+        for attempt in range(100):
+            try:
+                await engine.bus.publish("chaos.go", {"n": n})
+                break
+            except StoreError as exc:
+                print("publish_failed", n, attempt, exc, flush=True)
+                await anyio.sleep(0.1)
 
 
 def _die_with_parent() -> None:

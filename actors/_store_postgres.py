@@ -211,8 +211,9 @@ class PostgresStore:
 
     def _settings(self) -> dict[str, str]:
         """A transaction this engine leaves open (it stalled in the middle) is ended by
-        the server within the lease time, so the rows it locked can be taken over."""
-        stall_ms = max(1000, int(self._lease.seconds * 1000))
+        the server after twice the lease time (10 s at least), so the rows it locked
+        can be taken over."""
+        stall_ms = int(max(10.0, 2 * self._lease.seconds) * 1000)
         return {"idle_in_transaction_session_timeout": str(stall_ms)}
 
     async def _listen(self, asyncpg: Any) -> None:

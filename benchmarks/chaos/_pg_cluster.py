@@ -226,29 +226,39 @@ def _spared(cluster: Cluster, report: PgChaosReport) -> set[str]:
 
 def _stop(cluster: Cluster, report: PgChaosReport, ready: list[str]) -> bool:
     """SIGSTOP an engine holding runs; SIGCONT once its lease lapsed and the others
-    took every run it held (or after 30 s)."""
+    took every run it held (or after 30 s). A stop during which no run was taken
+    over (each one ended by a commit already under way) does not count (``U``)."""
     holding = {name: _held(cluster, name) for name in ready}
     name = max(holding, key=lambda n: len(holding[n]))
     if not holding[name]:
         return False
+    inc = cluster.incarnation(name)
     cluster.signal(name, signal.SIGSTOP)
-    report.stopped, report.lost = cluster.incarnation(name), len(holding[name])
-    report.stopped_name = name
-    cluster.note("S", report.stopped)
+    cluster.note("S", inc)
     began = time.monotonic()
     time.sleep(2 * LEASE)
     while _held(cluster, name) and time.monotonic() < began + 30:
         time.sleep(0.1)
-    report.stopped_for = time.monotonic() - began
+    taken = _taken(cluster.dsn, holding[name])
     cluster.signal(name, signal.SIGCONT)
-    cluster.note("T", report.stopped)
+    cluster.note("T" if taken else "U", inc)
+    if taken:
+        report.stopped, report.stopped_name, report.lost = inc, name, taken
+        report.stopped_for = time.monotonic() - began
     return True
 
 
-def _held(cluster: Cluster, name: str) -> list[str]:
+def _held(cluster: Cluster, name: str) -> dict[str, int]:
+    """The running runs engine ``name`` holds, with their fencing tokens."""
     pid = cluster.children[name].pid
-    sql = f"SELECT id FROM actors_runs WHERE status = 'running' AND owner LIKE '%:{pid}:%'"
-    return [row["id"] for row in _query(cluster.dsn, sql)]
+    sql = f"SELECT id, fence FROM actors_runs WHERE status = 'running' AND owner LIKE '%:{pid}:%'"
+    return {row["id"]: row["fence"] for row in _query(cluster.dsn, sql)}
+
+
+def _taken(dsn: str, held: dict[str, int]) -> int:
+    """How many of ``held`` were taken over since (their token moved on)."""
+    rows = _query(dsn, "SELECT id, fence FROM actors_runs")
+    return sum(1 for row in rows if row["id"] in held and row["fence"] > held[row["id"]])
 
 
 def _query(dsn: str, sql: str) -> list[asyncpg.Record]:
@@ -306,6 +316,8 @@ def _check_log(lines: list[list[str]], report: PgChaosReport) -> None:
         kind, inc, step = line[0], line[1], tuple(line[2:4])
         if kind == "S":
             stopped = True
+        elif kind == "U":  # a stop that does not count: nothing was taken over
+            stopped, rerun_elsewhere = False, set()
         elif kind == "T":
             resumed = True
         elif kind == "E":

@@ -159,7 +159,9 @@ def test_three_engines_one_killed_every_second_end_every_run_once(
 ) -> None:
     # the case scaled down (python -m benchmarks.chaos --full --only pg_cluster
     # runs 300): triggers published from all three, SIGKILLs at random points, a stop
-    report = pg_cluster_chaos(postgres_dsn, tmp_path, runs=30, kills=8, nap=0.2, timeout=150)
+    report = pg_cluster_chaos(
+        postgres_dsn, tmp_path, runs=30, kills=8, nap=0.2, pace=0.5, timeout=150
+    )
     assert report.problems() == [], report
     assert report.statuses == {"completed": 30} and report.wrong_outputs == [], report
     assert report.rerun_after_record == [] and report.announced_twice == [], report

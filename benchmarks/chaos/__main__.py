@@ -32,7 +32,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "cancel": {"runs": 100, "within": 1.0},
         "soak": {"runs": 600, "worker_budget": 512 * MiB},
         "bus": {"runs": 100},
-        "pg_cluster": {"runs": 30, "kills": 8, "nap": 0.2},
+        "pg_cluster": {"runs": 30, "kills": 8, "nap": 0.2, "pace": 0.5},
     },
     "full": {
         "fault_storm": {"runs": 1000},

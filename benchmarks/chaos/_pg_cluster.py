@@ -10,7 +10,9 @@ after the first kill, the engine holding most runs is ``SIGSTOP``ped until the o
 them all over, then resumed (and spared until it logged the runs it lost).
 Then it waits for every run to end. The report checks, from the database and the
 shared log, only exact outcomes: every run exists once and completed with the
-right output; no step ran again after its completion was recorded; each step's
+right output; no step ran again after its completion was recorded (but by an
+engine that then logged ``run_lost`` for the run or was killed: an attempt it had
+dispatched before it lost the run, see below); each step's
 completion (the join's too) was announced once; the stopped engine, resumed,
 announced no completion of a step it began before the stop in a run another
 engine took over meanwhile. (Attempts the stopped engine had dispatched before
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -107,8 +110,10 @@ class PgChaosReport:
 class Cluster:
     """The engine processes and their shared log."""
 
-    def __init__(self, dsn: str, workdir: Path, runs: int, engines: int, nap: float) -> None:
-        self.dsn, self.workdir, self.nap = dsn, workdir, nap
+    def __init__(
+        self, dsn: str, workdir: Path, runs: int, engines: int, nap: float, pace: float
+    ) -> None:
+        self.dsn, self.workdir, self.nap, self.pace = dsn, workdir, nap, pace
         self.log = workdir / "events.log"
         share = -(-runs // engines)
         self.slices = {
@@ -122,7 +127,7 @@ class Cluster:
         inc = f"{name}.{self.lives[name]}"
         first, count = self.slices[name]
         args = [sys.executable, "-m", "benchmarks.chaos._pg_engine", self.dsn, str(self.log), inc]
-        args += [str(first), str(count), str(self.nap)]
+        args += [str(first), str(count), str(self.nap), str(self.pace)]
         with open(self.workdir / f"{inc}.out", "wb") as out:
             self.children[name] = subprocess.Popen(args, stdout=out, stderr=out, cwd=ROOT)
 
@@ -175,10 +180,13 @@ def pg_cluster_chaos(
     kills: int = 30,
     every: float = 1.0,
     nap: float = 0.02,
+    pace: float = 0.0,
     timeout: float = 600.0,
 ) -> PgChaosReport:
-    """Run the case (see the module docstring); blocks until done (or ``timeout``)."""
-    cluster = Cluster(dsn, workdir, runs, engines, nap)
+    """Run the case (see the module docstring); blocks until done (or ``timeout``).
+    ``nap``: up to this many seconds in each step; ``pace``: seconds between an
+    engine's publishes (so runs start throughout the storm)."""
+    cluster = Cluster(dsn, workdir, runs, engines, nap, pace)
     report = PgChaosReport(runs=runs, engines=engines)
     began = time.monotonic()
     try:
@@ -299,20 +307,37 @@ def _check(cluster: Cluster, report: PgChaosReport) -> None:
         for n, r in outputs.items()
         if r["status"] == "completed" and json.loads(str(r["output"])) != expected_output(n)
     ]
-    _check_log(cluster.lines(), report)
+    _check_log(cluster.lines(), report, _runs_lost(cluster.workdir))
     if report.stopped is not None:
         out = cluster.workdir / f"{report.stopped}.out"
         report.runs_lost_logged = out.read_text(errors="replace").count("run_lost")
 
 
-def _check_log(lines: list[list[str]], report: PgChaosReport) -> None:
+def _lost_or_killed(inc: str, run: str, after: list[list[str]], lost: set[tuple[str, str]]) -> bool:
+    """Whether ``inc`` logged ``run_lost`` for ``run`` (it had lost the run: a stalled
+    engine's attempt dispatched before, see the docstring) or was killed later."""
+    return (inc, run) in lost or ["K", inc] in after
+
+
+def _runs_lost(workdir: Path) -> set[tuple[str, str]]:
+    """``(incarnation, run id)`` of every ``run_lost`` line the engines logged."""
+    found = set()
+    for path in workdir.glob("*.out"):
+        for text in path.read_text(errors="replace").splitlines():
+            match = re.search(r"run_lost.*run_id=(\w+)", text)
+            if match:
+                found.add((path.stem, match[1]))
+    return found
+
+
+def _check_log(lines: list[list[str]], report: PgChaosReport, lost: set[tuple[str, str]]) -> None:
     recorded: set[tuple[str, str]] = set()
     started: Counter[tuple[str, str]] = Counter()
     announced: Counter[tuple[str, str]] = Counter()
     stopped = resumed = False
     rerun_elsewhere: set[tuple[str, str]] = set()  # steps others ran after the stop
     again: set[tuple[str, str]] = set()  # steps the stopped engine began after resuming
-    for line in lines:
+    for i, line in enumerate(lines):
         kind, inc, step = line[0], line[1], tuple(line[2:4])
         if kind == "S":
             stopped = True
@@ -324,7 +349,7 @@ def _check_log(lines: list[list[str]], report: PgChaosReport) -> None:
             started[step] += 1
             if resumed and inc == report.stopped and step in rerun_elsewhere:
                 report.stale_attempts += 1  # dispatched before the stop (see the docstring)
-            elif step in recorded:
+            elif step in recorded and not _lost_or_killed(inc, step[0], lines[i:], lost):
                 report.rerun_after_record.append(step)
             if stopped and inc != report.stopped:
                 rerun_elsewhere.add(step)

@@ -1,10 +1,11 @@
 """One engine process of the PostgreSQL chaos case (see ``_pg_cluster.py``).
 
-``python -m benchmarks.chaos._pg_engine DSN LOG INCARNATION FIRST COUNT NAP``: an
+``python -m benchmarks.chaos._pg_engine DSN LOG INCARNATION FIRST COUNT NAP PACE``: an
 engine on ``DSN`` (1-second lease, one sandbox worker) with a trigger on
 ``chaos.*`` that starts a keyed diamond run per event; it publishes the events of
 runs ``FIRST`` to ``FIRST + COUNT - 1`` (again after each restart: the keys start
-each run once) and serves until killed. Lines in ``LOG`` (single ``O_APPEND``
+each run once; ``PACE`` seconds between the events of runs not started yet) and
+serves until killed. Lines in ``LOG`` (single ``O_APPEND``
 writes): ``R inc`` ready, ``E inc run step attempt`` a step's JS started (it then
 naps up to ``NAP`` s), ``C inc run step`` a ``step.completed`` event (published
 once the step was recorded).
@@ -36,7 +37,9 @@ class Log:
         os.write(self._fd, (" ".join(map(str, fields)) + "\n").encode())
 
 
-async def main(dsn: str, log_path: str, inc: str, first: int, count: int, nap_s: float) -> None:
+async def main(
+    dsn: str, log_path: str, inc: str, first: int, count: int, nap_s: float, pace: float
+) -> None:
     log = Log(log_path)
 
     def mark(run_id: str, step: str, attempt: int) -> None:
@@ -62,15 +65,21 @@ async def main(dsn: str, log_path: str, inc: str, first: int, count: int, nap_s:
         anyio.create_task_group() as tg,
     ):
         log.line("R", inc)
-        tg.start_soon(publish, engine, first, count)
+        tg.start_soon(publish, engine, store, first, count, pace)
         async for event in events:
             if isinstance(event, StepCompleted):
                 log.line("C", inc, event.run_id, event.step)
 
 
-async def publish(engine: Engine, first: int, count: int) -> None:
-    """Publish each event, again after a store error (as a client would)."""
+async def publish(
+    engine: Engine, store: PostgresStore, first: int, count: int, pace: float
+) -> None:
+    """Publish the events of runs not started yet, ``pace`` seconds apart, again after
+    a store error (as a client would)."""
     for n in range(first, first + count):
+        if await store.known_keys([f"run-{n}"]):
+            continue
+        await anyio.sleep(pace)
         for attempt in range(100):
             try:
                 await engine.bus.publish("chaos.go", {"n": n})
@@ -89,4 +98,5 @@ if __name__ == "__main__":
     _die_with_parent()
     dsn, log_path, inc = sys.argv[1], sys.argv[2], sys.argv[3]
     first, count, nap_s = int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
-    anyio.run(main, dsn, log_path, inc, first, count, nap_s)
+    pace = float(sys.argv[7])
+    anyio.run(main, dsn, log_path, inc, first, count, nap_s, pace)

@@ -233,6 +233,10 @@ class StepActor:
         attempt's own.
         """
         scope, step = self._scope, self._step
+        if scope.journal is not None:
+            lost = await scope.journal.held(step.name, attempt)
+            if lost is not None:  # the run was taken over: the step must not start here
+                return AttemptFailed(lost, ())
         index = None if element is None else element[1]
         announcement = Announcement(scope.emit, scope.emit_nowait, scope.spawn)
         call = partial(

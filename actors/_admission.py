@@ -52,6 +52,17 @@ class Admission:
         self._ended: dict[RunStatus, int] = {"completed": 0, "failed": 0, "cancelled": 0}
         self._peak_active = 0
         self._peak_waiting = 0
+        self._freed = anyio.Event()
+
+    def room(self) -> int:
+        """Places free now that no waiting start is owed."""
+        return 0 if self._waiters else max(0, self.max_active_runs - self._active)
+
+    async def wait_for_room(self) -> int:
+        """Wait until :meth:`room` is positive; return it."""
+        while not self.room():
+            await self._freed.wait()
+        return self.room()
 
     async def enter(self) -> None:
         """Wait for a place (cancellation-safe: a place handed over meanwhile goes on)."""
@@ -66,6 +77,7 @@ class Admission:
         except BaseException:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
+                self._signal_freed()
             else:
                 self.abandon()  # a place was handed to us as we were cancelled
             raise
@@ -85,12 +97,17 @@ class Admission:
     def abandon(self) -> None:
         """Give a place back without a run having ended in it."""
         self._active -= 1
+        self._signal_freed()
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.is_set():
                 self._take()
                 waiter.set()
                 return
+
+    def _signal_freed(self) -> None:
+        self._freed.set()
+        self._freed = anyio.Event()
 
     def _take(self) -> None:
         self._active += 1

@@ -17,8 +17,10 @@ from actors._events import BusEvent, Published
 from actors._subscription import Policy, SubscriberStatistics, Subscription
 from actors._trigger import TriggerTable
 from actors._waiters import WaiterTable
+from actors.errors import ClusterUnavailable
 
 if TYPE_CHECKING:
+    from actors._cluster_bus import ClusterFeed
     from actors._run import RunHandle
 
 __all__ = ("BusStatistics", "EventBus")
@@ -53,6 +55,7 @@ class EventBus:
         self._gone_dropped = 0
         self.trigger_table = TriggerTable()
         self.waiters = WaiterTable()  # wait_for steps of the engines on this bus
+        self.cluster: ClusterFeed | None = None  # set by an engine on a shared store
 
     async def publish(self, topic: str, payload: Any = None) -> tuple[RunHandle, ...]:
         """Publish ``payload`` under ``topic``; subscribers receive a :class:`Published`.
@@ -100,12 +103,23 @@ class EventBus:
         max_buffer: int | None = None,
         policy: Policy | None = None,
         block_timeout: float | None = None,
+        cluster: bool = False,
     ) -> AsyncIterator[Subscription]:
-        """``async with bus.subscribe("step.*") as events: async for event in events``."""
+        """``async with bus.subscribe("step.*") as events: async for event in events``.
+
+        ``cluster=True`` (an engine with a PostgreSQL store must be running on this
+        bus, else :class:`~actors.errors.ClusterUnavailable`): also the events of the
+        other engines on the same database, from now on; it ends when the engine stops.
+        """
+        feed = self.cluster
+        if cluster and (feed is None or feed.closed):
+            raise ClusterUnavailable()
         subscription = self.open_subscription(
             pattern, max_buffer=max_buffer, policy=policy, block_timeout=block_timeout
         )
         try:
+            if cluster and feed is not None:
+                await feed.join(subscription)
             yield subscription
         finally:
             subscription.close()
@@ -131,14 +145,18 @@ class EventBus:
         return subscription
 
     def _forget(self, subscription: Subscription) -> None:
+        if self.cluster is not None:
+            self.cluster.leave(subscription)
         if subscription in self._subscriptions:
             self._subscriptions = [s for s in self._subscriptions if s is not subscription]
+            if subscription.internal:
+                return
             stats = subscription.statistics()
             self._gone_delivered += stats.delivered
             self._gone_dropped += stats.dropped
 
     def statistics(self) -> BusStatistics:
-        current = tuple(s.statistics() for s in self._subscriptions)
+        current = tuple(s.statistics() for s in self._subscriptions if not s.internal)
         return BusStatistics(
             published=self._published,
             delivered=self._gone_delivered + sum(s.delivered for s in current),

@@ -31,7 +31,7 @@ from actors._results import RunResult, StepResult
 from actors._store import RunRecord
 from actors._store_postgres import PostgresStore, is_postgres_address
 from actors._store_sqlite import SQLiteStore
-from actors.errors import ActorsError
+from actors.errors import ActorsError, UnknownRun
 
 __all__ = ("add_store_commands", "result_data")
 
@@ -191,12 +191,23 @@ def _engine(args: argparse.Namespace, *, resume: bool) -> Engine:
 def _resume(args: argparse.Namespace) -> int:
     engine = _engine(args, resume=True)
 
-    async def main() -> list[RunResult]:
+    async def main() -> tuple[list[RunResult], list[str]]:
+        results, elsewhere = [], []
         async with engine:
-            running = await engine.runs(status="running", limit=1_000_000)
-            return [await engine.wait(run.id) for run in running]
+            for run in await engine.runs(status="running", limit=1_000_000):
+                try:
+                    results.append(await engine.wait(run.id))
+                except UnknownRun:  # a live engine of a shared store holds it
+                    elsewhere.append(run.id)
+        return results, elsewhere
 
-    results = _run_engine(args, main)
+    results, elsewhere = _run_engine(args, main)
+    if elsewhere:
+        text = (
+            f"{len(elsewhere)} unfinished run(s) are held by other engines that are running"
+            f" (their leases are current), so they finish there: {', '.join(elsewhere)}"
+        )
+        say("runs_held_elsewhere", text, json_logs=args.json)
     print(json.dumps([result_data(r, steps=False) for r in results], indent=2, default=str))
     return EXIT_OK if all(r.status == "completed" for r in results) else EXIT_FAILED
 

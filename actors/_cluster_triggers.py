@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from actors._cluster_tail import Tail, TailRow
 from actors._log import get_logger
 from actors._run import RunHandle
 from actors._subscription import topic_matches
 from actors._trigger import Trigger, trigger_key
 from actors._workflow import Workflow
-from actors.errors import ActorsError, UnknownRun
+from actors.errors import ActorsError, StoreError, UnknownRun
 
 __all__ = ("EventStore", "event_store", "serve_triggers")
 
@@ -37,7 +38,7 @@ class EventStore(Protocol):
 
     async def record_event(self, topic: str, payload: Any) -> int: ...
 
-    async def events_after(self, event_id: int, limit: int) -> list[tuple[int, str, Any, bool]]: ...
+    async def events_after(self, tail: Tail, limit: int) -> list[TailRow]: ...
 
     async def wait_for_events(self, timeout: float) -> None: ...
 
@@ -52,25 +53,24 @@ def event_store(store: object) -> EventStore | None:
 
 
 async def serve_triggers(store: EventStore, triggers: Sequence[Trigger], start: Start) -> None:
-    """Start this engine's matching ``triggers`` for every recorded event, for ever.
-
-    Ids are given out before commit, so an event may appear after a larger one: the
-    look starts after the last *settled* event and skips the ones seen since."""
-    after, seen = 0, set[int]()
+    """Start this engine's matching ``triggers`` for every recorded event, for ever
+    (from the first event recorded: keys skip those started before)."""
+    tail = Tail()
     while True:
-        events = await store.events_after(after, _BATCH)
-        prefix, todo = True, []
-        for event_id, topic, payload, settled in events:
-            prefix = prefix and settled
-            if prefix:
-                after = event_id
-            if event_id in seen:
-                continue
-            seen.add(event_id)
-            todo += [(t, payload, event_id) for t in tuple(triggers) if _fires(t, topic)]
-        await _start_all(store, start, todo)
-        seen = {event_id for event_id in seen if event_id > after}
-        if len(events) < _BATCH or not prefix:
+        after = Tail(tail.cursor, tail.seen)  # kept only once the runs are started
+        try:
+            rows = await store.events_after(tail, _BATCH)
+            todo = []
+            for row in after.take(rows):
+                topic, payload = row.data
+                event_id = row.position.id
+                todo += [(t, payload, event_id) for t in tuple(triggers) if _fires(t, str(topic))]
+            await _start_all(store, start, todo)
+            tail = after
+        except StoreError as exc:  # the next look reads these events again
+            logger.warning("trigger_events_not_read", error=str(exc))
+            rows = []
+        if len(rows) < _BATCH:
             await store.wait_for_events(_FALLBACK_POLL)
 
 

@@ -84,12 +84,19 @@ class Durable:
             raise UnknownRun(record.id, _NOT_HERE)
         return RunHandle(EndedRun(await self._result(record)))
 
-    async def resumable(self, env: RunEnvironment) -> list[Run]:
-        """A run for each unfinished record, its recorded steps filled in."""
+    async def resumable(self, env: RunEnvironment, *, limit: int | None = None) -> list[Run]:
+        """A run for each unfinished record, its recorded steps filled in. ``limit``: on
+        a shared store, take over at most this many."""
+        claim = getattr(self.store, "claim_runs", None)
+        if claim is None or limit is None:
+            records = await self.store.unfinished_runs()
+        else:
+            records = await claim(limit)
         runs = []
-        unfinished = await self.store.unfinished_runs()
-        parents = {record.id: record.parent_run_id for record in unfinished}
-        for record in unfinished:
+        # not unfinished_runs() again: on a shared store that claims every orphaned run;
+        # _depth reads an ancestor not among these from the store
+        parents = {record.id: record.parent_run_id for record in records}
+        for record in records:
             if record.id in self.live:
                 continue
             try:
@@ -106,20 +113,29 @@ class Durable:
         return runs
 
     async def take_over(
-        self, env: RunEnvironment, admit: Callable[[list[Run]], Awaitable[None]]
+        self,
+        env: RunEnvironment,
+        admit: Callable[[list[Run]], Awaitable[None]],
+        room: Callable[[], Awaitable[int]],
     ) -> None:
         """With a shared store (one with a ``takeover_interval``): look for runs other
-        engines left (lease lapsed) every interval, and admit them here."""
+        engines left (lease lapsed) every interval, and admit here as many as there is
+        ``room`` for (waiting for room; looking again at once while runs are left)."""
         interval = getattr(self.store, "takeover_interval", None)
         if interval is None:
             return
+        more = False
         while True:
-            await anyio.sleep(interval)
+            if not more:
+                await anyio.sleep(interval)
+            limit = await room()
             try:
-                runs = await self.resumable(env)
+                runs = await self.resumable(env, limit=limit)
             except StoreError as exc:
                 logger.warning("store_takeover_failed", error=str(exc))
+                more = False
                 continue
+            more = len(runs) >= limit
             if runs:
                 logger.info("runs_taken_over", run_ids=[run.id for run in runs])
                 await admit(runs)

@@ -17,6 +17,7 @@ from actors._admission import Admission, EngineStatistics, run_admitted
 from actors._audit import check_capabilities
 from actors._bus import EventBus
 from actors._check import CheckedScripts
+from actors._cluster_bus import ClusterFeed, cluster_store, share_events
 from actors._cluster_triggers import event_store, serve_triggers
 from actors._durable import Durable, check_key
 from actors._logging import log_lifecycle_events
@@ -146,17 +147,30 @@ class Engine:
             self._task_group = task_group
             if self._log_events:
                 await task_group.start(log_lifecycle_events, self._bus)
+            await self._share(task_group)
             for trigger in self._triggers:
                 self._serve_trigger(trigger)
             if self._durable is not None and self._resume:
-                task_group.start_soon(self._admit_all, await self._durable.resumable(self._env))
-                task_group.start_soon(self._durable.take_over, self._env, self._admit_all)
-            shared = None if self._durable is None else event_store(self._durable.store)
-            if shared is not None:  # triggers across engines
-                self._bus.trigger_table.recorder = shared.record_event
-                task_group.start_soon(serve_triggers, shared, self._triggers, self.start)
+                resumed = await self._durable.resumable(self._env, limit=self._admission.room())
+                task_group.start_soon(self._admit_all, resumed)
+                room = self._admission.wait_for_room
+                task_group.start_soon(self._durable.take_over, self._env, self._admit_all, room)
             self._stack = stack.pop_all()
         return self
+
+    async def _share(self, task_group: TaskGroup) -> None:
+        """On a shared store: triggers and bus events across engines."""
+        store = None if self._durable is None else self._durable.store
+        shared = event_store(store)
+        if shared is not None:
+            self._bus.trigger_table.recorder = shared.record_event
+            task_group.start_soon(serve_triggers, shared, self._triggers, self._start_claimed)
+        cluster = cluster_store(store)
+        if cluster is not None:
+            if getattr(store, "share_events", True):
+                await task_group.start(share_events, self._bus, cluster)
+            self._bus.cluster = ClusterFeed(cluster)
+            await task_group.start(self._bus.cluster.serve)
 
     async def __aexit__(
         self,
@@ -170,6 +184,8 @@ class Engine:
             self._bus.trigger_table.remove(trigger)
         if self._durable is not None and self._bus.trigger_table.recorder is not None:
             self._bus.trigger_table.recorder = None
+        if self._bus.cluster is not None and self._durable is not None:
+            self._bus.cluster = None
         interrupted = None
         if self._shutdown == "drain" and exc_type is None:
             interrupted = await drain(self._active, self._drain_timeout)
@@ -206,11 +222,13 @@ class Engine:
         and no step runs. Returns as soon as the run is admitted: at once unless
         ``max_active_runs`` runs are under way, else when one of them ends.
         """
-        if self._task_group is None or self._env is None:
-            raise EngineNotRunning()
-        workflow.freeze()
-        self._workflows.check(workflow)
-        return await self._start(workflow, event=event, key=key, parent_run_id=None, depth=0)
+        return await self._start(workflow, event=event, key=key)
+
+    async def _start_claimed(self, workflow: Workflow, *, event: Any, key: str | None) -> RunHandle:
+        """Start a run for a shared event once there is a place here (so runs go to
+        engines with room); the handle of the run ``key`` names if one was started."""
+        await self._admission.enter()
+        return await self._start(workflow, event=event, key=key, entered=True)
 
     async def _start(
         self,
@@ -218,28 +236,51 @@ class Engine:
         *,
         event: Any,
         key: str | None,
+        parent_run_id: str | None = None,
+        depth: int = 0,
+        entered: bool = False,
+    ) -> RunHandle:
+        """Start a run (a child of ``parent_run_id``, nested ``depth`` deep, takes its
+        place at once); ``entered``: a place was taken for it (given back if no run starts)."""
+        try:
+            run = await self._new_run(
+                workflow, event=event, key=key, parent_run_id=parent_run_id, depth=depth
+            )
+        except BaseException:
+            if entered:
+                self._admission.abandon()
+            raise
+        if isinstance(run, RunHandle):  # the run ``key`` names, started before
+            if entered:
+                self._admission.abandon()
+            return run
+        return await self._admit(run, child=parent_run_id is not None, entered=entered)
+
+    async def _new_run(
+        self,
+        workflow: Workflow,
+        *,
+        event: Any,
+        key: str | None,
         parent_run_id: str | None,
         depth: int,
-    ) -> RunHandle:
+    ) -> Run | RunHandle:
         if self._task_group is None or self._env is None:
             raise EngineNotRunning()
         workflow.freeze()
+        if parent_run_id is None:  # a child run was checked at its depth by its parent
+            self._workflows.check(workflow)
         check_capabilities(workflow, self._api)
         key = check_key(key)
         if key is not None and self._durable is None:
             raise StoreRequired("key=")
         await self._checked.check(self._env.runner, workflow, self._api)
-        child = parent_run_id is not None
         if self._durable is None:
-            run = Run(
+            return Run(
                 workflow, event=event, env=self._env, parent_run_id=parent_run_id, depth=depth
             )
-            return await self._admit(run, child=child)
-        created = await self._durable.create(
+        return await self._durable.create(
             workflow, event=event, key=key, env=self._env, parent_run_id=parent_run_id, depth=depth
-        )
-        return (
-            created if isinstance(created, RunHandle) else await self._admit(created, child=child)
         )
 
     def register(self, workflow: Workflow) -> None:
@@ -251,11 +292,11 @@ class Engine:
         """
         self._workflows.register(workflow)
 
-    async def _admit(self, run: Run, *, child: bool = False) -> RunHandle:
+    async def _admit(self, run: Run, *, child: bool = False, entered: bool = False) -> RunHandle:
         try:
             if child:  # its parent holds a place
                 self._admission.enter_nowait()
-            else:
+            elif not entered:
                 await self._admission.enter()
         except BaseException:
             if self._durable is not None:
@@ -396,6 +437,8 @@ class Engine:
 
     def _serve_trigger(self, trigger: Trigger) -> None:
         async def start(payload: Any, event_id: int | None) -> RunHandle | None:
+            if event_id is not None and not self._admission.room():
+                return None  # full: an engine with room starts it (this one, later)
             key = trigger_key(trigger, payload, event_id)
             try:
                 return await self.start(trigger.workflow, event=payload, key=key)

@@ -7,12 +7,18 @@ run belongs to one engine (``actors_runs.owner``) and carries a fencing token
 same statement, that this engine still owns the run with the token it took it
 with, so an engine that stalled past its lease and wakes up records nothing for
 the runs taken from it: the write raises :class:`~actors.errors.RunLost`.
+
+Before each step attempt the engine also makes sure it still holds the run: at no
+cost while its last renewal is recent (by its own monotonic clock), else by
+renewing its lease and checking the run's token in one statement. So an engine
+that wakes from a stall past its lease starts no step of a run it lost.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from typing import Any
 
@@ -55,6 +61,14 @@ FENCED = (
 )
 
 
+_RENEW = f"UPDATE actors_engines SET lease_until = {NOW} + $2 WHERE id = $1 RETURNING 1"
+_CONFIRM = (
+    f"WITH renew AS (UPDATE actors_engines SET lease_until = {NOW} + $4 WHERE id = $1"
+    " RETURNING 1) SELECT 1 FROM actors_runs WHERE id = $2 AND owner = $1 AND fence = $3"
+    " AND EXISTS (SELECT 1 FROM renew)"
+)
+
+
 class Lease:
     """This engine's lease on the database and its fencing tokens, one per run held."""
 
@@ -63,13 +77,16 @@ class Lease:
         self.seconds = seconds
         self.engine_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._fences: dict[str, int] = {}
+        self._valid_until = 0.0  # time.monotonic() before which the lease surely holds
 
     async def register(self, conn: Any) -> None:
+        sent = time.monotonic()
         await conn.execute(
             f"INSERT INTO actors_engines (id, hostname, pid, lease_until)"
             f" VALUES ($1, $2, $3, {NOW} + $4)",
             self.engine_id, socket.gethostname(), os.getpid(), self.seconds,
         )  # fmt: skip
+        self._valid_until = sent + self.seconds
 
     async def release(self, conn: Any) -> None:
         """Give the lease up: the runs left here may be taken over at once."""
@@ -80,12 +97,11 @@ class Lease:
         while True:
             await anyio.sleep(self.seconds / 3)
             try:
+                sent = time.monotonic()
                 async with pool.acquire() as conn:
-                    await conn.execute(
-                        f"UPDATE actors_engines SET lease_until = {NOW} + $2 WHERE id = $1",
-                        self.engine_id,
-                        self.seconds,
-                    )
+                    renewed = await conn.fetchval(_RENEW, self.engine_id, self.seconds)
+                if renewed is not None:
+                    self._valid_until = sent + self.seconds
             except Exception as exc:  # the next round tries again
                 logger.warning("store_lease_not_renewed", store=self.location, error=str(exc))
 
@@ -95,6 +111,18 @@ class Lease:
         for row in rows:
             self._fences[row["id"]] = row["fence"]
         return [row["id"] for row in rows]
+
+    def fresh(self) -> bool:
+        """Whether the lease surely holds for a while yet (no stall since it was renewed)."""
+        return time.monotonic() < self._valid_until - self.seconds / 3
+
+    async def confirm(self, conn: Any, run_id: str) -> None:
+        """Renew the lease and check this engine still holds ``run_id``; RunLost if not."""
+        sent = time.monotonic()
+        held = await conn.fetchval(_CONFIRM, *self.args(run_id), self.seconds)
+        if held is None:
+            raise self.lost(run_id)
+        self._valid_until = sent + self.seconds
 
     def hold(self, run_id: str, fence: int) -> None:
         self._fences[run_id] = fence

@@ -19,9 +19,12 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from actors._cluster_tail import Tail, TailRow
 from actors._log import get_logger
 from actors._pg_lease import FENCED, NOW, Lease
 from actors._pg_lease import MIGRATION as LEASE_MIGRATION
+from actors._pg_tail import BUS_CHANNEL, head, insert_bus, prune_bus, rows_after
+from actors._pg_tail import MIGRATION as TAIL_MIGRATION
 from actors._store import RunRecord, StepRecord
 from actors._store_sqlite import _dumps, _run_record, _step_record, _step_row
 from actors._values import first_non_json
@@ -31,11 +34,10 @@ __all__ = ("SCHEMA_VERSION", "PostgresStore", "is_postgres_address")
 
 logger = get_logger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _MIGRATION_LOCK = 0x61637473  # pg_advisory_xact_lock key: "acts"
 _CLAIM_LIMIT = 1000  # runs taken over per look
 _CHANNEL = "actors_events"
-_SETTLE = 10  # seconds after which no event with a smaller id can still commit
 
 # _MIGRATIONS[n] takes the schema from version n to n + 1.
 _MIGRATIONS = (
@@ -64,6 +66,7 @@ _MIGRATIONS = (
     CREATE INDEX actors_events_by_creation ON actors_events (created_at);
     """,
     "ALTER TABLE actors_runs ADD COLUMN parent_run_id TEXT;",
+    TAIL_MIGRATION,
 )
 
 _RUN_COLUMNS = (
@@ -104,11 +107,18 @@ class PostgresStore:
     whose lease lapsed (killed, stalled, stopped) are taken over by the others.
     ``pool_size``: connections to the database. ``read_only=True`` neither creates
     nor migrates the schema nor takes runs, and writes raise
-    :class:`~actors.errors.StoreReadOnly`.
+    :class:`~actors.errors.StoreReadOnly`. ``share_events``: record this engine's
+    bus events for other engines' ``bus.subscribe(..., cluster=True)`` (kept 10 min).
     """
 
     def __init__(
-        self, dsn: str, *, lease: float = 15.0, pool_size: int = 4, read_only: bool = False
+        self,
+        dsn: str,
+        *,
+        lease: float = 15.0,
+        pool_size: int = 4,
+        read_only: bool = False,
+        share_events: bool = True,
     ) -> None:
         if not is_postgres_address(dsn):
             raise InvalidOption("dsn", "must be a postgresql:// address", value=dsn)
@@ -118,12 +128,13 @@ class PostgresStore:
             raise InvalidOption("lease", "must be a positive number of seconds", value=lease)
         self.dsn = dsn
         self.read_only = bool(read_only)
+        self.share_events = bool(share_events)
         self._pool_size = pool_size
         self._pool: Any = None
         self._lease = Lease(self.location, float(lease))
         self._group: TaskGroup | None = None
         self._listener: Any = None
-        self._wakeup = anyio.Event()
+        self._wakeups = {_CHANNEL: anyio.Event(), BUS_CHANNEL: anyio.Event()}
 
     @property
     def engine_id(self) -> str:
@@ -152,8 +163,10 @@ class PostgresStore:
             raise RuntimeError("this store is open already")
         asyncpg = _driver(self.location)
         try:
-            pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self._pool_size)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            pool = await asyncpg.create_pool(
+                self.dsn, min_size=1, max_size=self._pool_size, server_settings=self._settings()
+            )
+        except _driver_errors(asyncpg) as exc:
             raise StoreError(self.location, f"cannot connect: {exc}") from exc
         try:
             async with pool.acquire() as conn:
@@ -197,16 +210,24 @@ class PostgresStore:
             finally:
                 await pool.close()
 
+    def _settings(self) -> dict[str, str]:
+        """A transaction this engine leaves open (it stalled in the middle) is ended by
+        the server after twice the lease time (10 s at least), so the rows it locked
+        can be taken over."""
+        stall_ms = int(max(10.0, 2 * self._lease.seconds) * 1000)
+        return {"idle_in_transaction_session_timeout": str(stall_ms)}
+
     async def _listen(self, asyncpg: Any) -> None:
         try:
             self._listener = await asyncpg.connect(self.dsn)
-            await self._listener.add_listener(_CHANNEL, self._notified)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            for channel in self._wakeups:
+                await self._listener.add_listener(channel, self._notified)
+        except _driver_errors(asyncpg) as exc:
             await self.__aexit__(None, None, None)
             raise StoreError(self.location, f"cannot listen: {exc}") from exc
 
-    def _notified(self, *args: object) -> None:
-        self._wakeup.set()
+    def _notified(self, connection: object, pid: object, channel: str, payload: object) -> None:
+        self._wakeups[channel].set()
 
     async def _check_schema(self, conn: Any) -> None:
         version = await self._version(conn)
@@ -247,7 +268,7 @@ class PostgresStore:
         try:
             async with self._pool.acquire() as conn:
                 return await operation(conn)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except _driver_errors(asyncpg) as exc:
             raise StoreError(self.location, f"{type(exc).__name__}: {exc}") from exc
 
     # -- writes --------------------------------------------------------------------
@@ -284,6 +305,12 @@ class PostgresStore:
     async def record_attempt(self, run_id: str, step: str, attempt: int) -> None:
         args = (*self._lease.args(run_id), step, attempt, time.time())
         await self._call(lambda conn: conn.execute(_MARK_ATTEMPT, *args))
+
+    async def confirm_held(self, run_id: str) -> None:
+        """Before a step attempt: raise RunLost unless this engine still holds the run
+        (no I/O while the lease was renewed recently)."""
+        if not self._lease.fresh():
+            await self._call(lambda conn: self._lease.confirm(conn, run_id))
 
     async def record_step(self, step: StepRecord) -> None:
         args = (*self._lease.args(step.run_id), *_step_row(step)[1:])
@@ -340,6 +367,7 @@ class PostgresStore:
                     ended_before,
                 )
                 await conn.execute("DELETE FROM actors_events WHERE created_at < $1", ended_before)
+                await conn.execute("DELETE FROM actors_bus WHERE created_at < $1", ended_before)
                 await conn.execute(
                     "DELETE FROM actors_definitions d WHERE NOT EXISTS"
                     " (SELECT 1 FROM actors_runs r WHERE r.definition = d.hash)"
@@ -363,15 +391,11 @@ class PostgresStore:
         row = await self._call(lambda conn: conn.fetchrow(query, topic, _dumps(payload)))
         return int(row["id"])
 
-    async def events_after(self, event_id: int, limit: int) -> list[tuple[int, str, Any, bool]]:
-        """Recorded events with an id above ``event_id``, oldest first, each with whether
-        it is settled (old enough that no smaller id can still commit)."""
-        query = (
-            f"SELECT id, topic, payload, created_at < {NOW} - {_SETTLE} FROM actors_events"
-            " WHERE id > $1 ORDER BY id LIMIT $2"
-        )
-        rows = await self._call(lambda conn: conn.fetch(query, event_id, limit), write=False)
-        return [(row[0], row[1], json.loads(row[2]), row[3]) for row in rows]
+    async def events_after(self, tail: Tail, limit: int) -> list[TailRow]:
+        """Recorded events past ``tail`` (see :mod:`actors._cluster_tail`), oldest
+        first; each row's data is ``(topic, payload)``."""
+        rows = await self._call(lambda conn: rows_after(conn, "events", tail, limit), write=False)
+        return [row._replace(data=(row.data[0], json.loads(str(row.data[1])))) for row in rows]
 
     async def known_keys(self, keys: Sequence[str]) -> set[str]:
         """Which of ``keys`` name recorded runs."""
@@ -381,11 +405,39 @@ class PostgresStore:
         rows = await self._call(lambda conn: conn.fetch(query, list(keys)), write=False)
         return {row[0] for row in rows}
 
-    async def wait_for_events(self, timeout: float) -> None:
+    async def wait_for_events(self, timeout: float, *, channel: str = _CHANNEL) -> None:
         """Return when an engine recorded an event (a notification) or after ``timeout``."""
         with anyio.move_on_after(timeout):
-            await self._wakeup.wait()
-        self._wakeup = anyio.Event()
+            await self._wakeups[channel].wait()
+        self._wakeups[channel] = anyio.Event()
+
+    # -- lifecycle events shared between engines (see actors._cluster_bus) -----------
+
+    async def record_bus_events(self, events: Sequence[tuple[str, str]]) -> None:
+        """Append this engine's bus events, ``(topic, JSON text)``, in order."""
+        engine = self._lease.engine_id
+        await self._call(lambda conn: insert_bus(conn, engine, events))
+
+    async def bus_head(self) -> Tail:
+        """A tail of the shared bus events that takes those recorded from now on."""
+        tail: Tail = await self._call(lambda conn: head(conn, "bus"), write=False)
+        return tail
+
+    async def bus_after(self, tail: Tail, limit: int) -> list[TailRow]:
+        """Other engines' bus events past ``tail``; each row's data is ``(JSON text,)``."""
+        me = self._lease.engine_id
+        rows: list[TailRow] = await self._call(
+            lambda conn: rows_after(conn, "bus", tail, limit, not_engine=me), write=False
+        )
+        return rows
+
+    async def wait_for_bus(self, timeout: float) -> None:
+        """Return when an engine recorded bus events, or after ``timeout``."""
+        await self.wait_for_events(timeout, channel=BUS_CHANNEL)
+
+    async def prune_bus(self, keep: float) -> None:
+        """Forget shared bus events older than ``keep`` seconds."""
+        await self._call(lambda conn: prune_bus(conn, keep))
 
     # -- reads ---------------------------------------------------------------------
 
@@ -417,12 +469,22 @@ class PostgresStore:
             query = f"{_RUN_SELECT} WHERE r.status = 'running' ORDER BY r.created_at"
             rows = await self._call(lambda conn: conn.fetch(query), write=False)
             return [_run_record(tuple(row)) for row in rows]
+        return await self.claim_runs(_CLAIM_LIMIT)
+
+    async def claim_runs(self, limit: int) -> list[RunRecord]:
+        """Take over up to ``limit`` running runs nobody holds, oldest first."""
         query = f"{_RUN_SELECT} WHERE r.id = ANY($1::text[]) ORDER BY r.created_at"
 
         async def claim(conn: Any) -> list[Any]:
-            return list(await conn.fetch(query, await self._lease.claim(conn, _CLAIM_LIMIT)))
+            return list(await conn.fetch(query, await self._lease.claim(conn, limit)))
 
         return [_run_record(tuple(row)) for row in await self._call(claim)]
+
+
+def _driver_errors(asyncpg: Any) -> tuple[type[BaseException], ...]:
+    """What the driver raises for a failed call (a connection the server ended while
+    this engine was stalled can leave asyncpg's protocol confused: InternalClientError)."""
+    return (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 
 def _driver(location: str) -> Any:

@@ -77,6 +77,7 @@ class Subscription:
         self._behind = False
         self._waiting: deque[anyio.Event] = deque()  # blocked publishers, first come first
         self.closed = False
+        self.internal = False  # the engine's own (left out of the bus's statistics)
 
     def __repr__(self) -> str:
         return f"<Subscription {self.pattern!r} policy={self.policy}>"
@@ -179,6 +180,12 @@ class Subscription:
             raise anyio.EndOfStream from None
         if self._behind and self._receive.statistics().current_buffer_used == 0:
             self._behind = False
+        return event
+
+    def receive_nowait(self) -> BusEvent:
+        """The next queued event; raises :class:`anyio.WouldBlock` if none is."""
+        event = self._receive.receive_nowait()
+        self._wake_one()
         return event
 
     def __aiter__(self) -> Subscription:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 __all__ = (
     "ActorsError",
+    "ClusterUnavailable",
     "CycleDetected",
     "DefinitionError",
     "DuplicateStep",
@@ -292,6 +293,17 @@ class StoreRequired(ActorsError):
     def __init__(self, feature: str) -> None:
         super().__init__(f"{feature} needs a run store: Engine(store='runs.db')")
         self.feature = feature
+
+
+class ClusterUnavailable(ActorsError):
+    """``bus.subscribe(cluster=True)`` on a bus with no engine on a PostgreSQL store
+    running (only such engines share their events)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "subscribe(cluster=True) needs an engine on a shared store running on this bus:"
+            " Engine(store='postgresql://...')"
+        )
 
 
 class UnknownRun(ActorsError):

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
+from actors import PostgresStore, Workflow
+from actors._store import RunRecord
 from tests.test_cli import cli, write_workflow
 
 pytestmark = pytest.mark.timeout(90)
@@ -82,3 +87,22 @@ def test_store_commands_say_what_is_wrong(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no such file" in missing.stderr
     no_db = cli("run", workflow(tmp_path), "--key", "k")
     assert no_db.returncode == 2 and "--key: needs --db" in no_db.stderr
+
+
+def test_resume_on_postgresql_says_which_runs_live_engines_hold(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    wf = Workflow("w")
+    wf.add_step("a", js="return 1;")
+    run = RunRecord("r1", "w", wf.to_dict(), None, None, "running", time.time(), time.time())
+
+    async def resume_beside_a_live_engine() -> subprocess.CompletedProcess[str]:
+        async with PostgresStore(postgres_dsn, lease=60) as live:  # an engine at work
+            await live.create_run(run)
+            return await asyncio.to_thread(cli, "resume", "--db", postgres_dsn)
+
+    resumed = asyncio.run(resume_beside_a_live_engine())
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout) == []  # nothing to finish here
+    assert "held by other engines that are running" in resumed.stderr
+    assert "r1" in resumed.stderr

@@ -23,6 +23,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from benchmarks.chaos import pg_cluster_chaos
 from tests.crash_child import expected_output
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(120)]
@@ -150,3 +151,21 @@ def test_a_stopped_owner_that_wakes_records_nothing(cluster: Cluster) -> None:
     assert "run_lost" in cluster.output("A")
     time.sleep(1.0)  # what A still had in flight has had time to try
     assert steps_in(cluster.dsn) == before
+
+
+@pytest.mark.timeout(240)
+def test_three_engines_one_killed_every_second_end_every_run_once(
+    postgres_dsn: str, tmp_path: Path
+) -> None:
+    # the case scaled down (python -m benchmarks.chaos --full --only pg_cluster
+    # runs 300): triggers published from all three, SIGKILLs at random points, a stop
+    report = pg_cluster_chaos(
+        postgres_dsn, tmp_path, runs=30, kills=8, nap=0.2, pace=0.5, timeout=150
+    )
+    assert report.problems() == [], report
+    assert report.statuses == {"completed": 30} and report.wrong_outputs == [], report
+    assert report.rerun_after_record == [] and report.announced_twice == [], report
+    assert report.joins <= 30 and report.kills > 0, report  # each join completed once
+    # the stopped engine held runs, lost them all, and recorded nothing for them
+    assert report.stopped is not None and report.lost > 0, report
+    assert report.late_records == [] and report.runs_lost_logged > 0, report

@@ -184,3 +184,23 @@ async def test_an_event_with_no_trigger_running_starts_when_one_comes_up(
     async with worker:
         runs = await wait_for_runs(worker, 1)
     assert [r.output for r in runs] == [80]
+
+
+async def test_an_engine_back_from_a_stall_confirms_its_run_before_a_step(
+    postgres_dsn: str,
+) -> None:
+    now = time.time()
+    run = RunRecord("r1", "chain", chain().to_dict(), {"n": 1}, None, "running", now, now)
+    async with PostgresStore(postgres_dsn, lease=60) as first:
+        await first.create_run(run)
+        await first.confirm_held("r1")  # renewed recently: no question asked
+        first._lease._valid_until = 0.0  # as after a stall past its lease (by its own clock)
+        await first.confirm_held("r1")  # still holds it: the lease is renewed
+        assert first._lease.fresh()
+        async with PostgresStore(postgres_dsn, lease=60) as second:
+            await expire_lease(postgres_dsn, first.engine_id)
+            assert [r.id for r in await second.unfinished_runs()] == ["r1"]
+            first._lease._valid_until = 0.0
+            with capture_logs() as logs, pytest.raises(RunLost):
+                await first.confirm_held("r1")
+    assert [e["event"] for e in logs] == ["run_lost"]

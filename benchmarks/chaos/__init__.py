@@ -7,6 +7,7 @@ of guarantees it saw broken (none, when all is well).
 
 from ._bus_load import BusLoadReport, bus_load
 from ._cancel import CancelReport, cancel_storm
+from ._pg_cluster import PgChaosReport, pg_cluster_case, pg_cluster_chaos
 from ._soak import Census, SoakReport, census, soak
 from ._storms import FaultStormReport, KillStormReport, fault_storm, kill_storm
 
@@ -16,11 +17,14 @@ __all__ = (
     "Census",
     "FaultStormReport",
     "KillStormReport",
+    "PgChaosReport",
     "SoakReport",
     "bus_load",
     "cancel_storm",
     "census",
     "fault_storm",
     "kill_storm",
+    "pg_cluster_case",
+    "pg_cluster_chaos",
     "soak",
 )

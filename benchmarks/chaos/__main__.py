@@ -2,7 +2,9 @@
 
 Without ``--full`` the sizes are the test suite's (about a minute on 2 cores);
 ``--full`` runs the issue's sizes (1000 runs of fault storm, 500 under the kill
-storm, 200 cancelled, 20,000 soak runs, 1000 on the bus). ``--only`` picks cases.
+storm, 200 cancelled, 20,000 soak runs, 1000 on the bus, 300 runs on 3 engine
+processes sharing a PostgreSQL database, one killed every second; this last case
+needs PostgreSQL's server binaries). ``--only`` picks cases.
 Exits 1 if any guarantee was broken (the report lists which).
 """
 
@@ -19,7 +21,7 @@ from typing import Any
 import anyio
 import structlog
 
-from . import bus_load, cancel_storm, fault_storm, kill_storm, soak
+from . import bus_load, cancel_storm, fault_storm, kill_storm, pg_cluster_case, soak
 
 MiB = 2**20
 
@@ -30,6 +32,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "cancel": {"runs": 100, "within": 1.0},
         "soak": {"runs": 600, "worker_budget": 512 * MiB},
         "bus": {"runs": 100},
+        "pg_cluster": {"runs": 30, "kills": 8, "nap": 0.2, "pace": 0.5},
     },
     "full": {
         "fault_storm": {"runs": 1000},
@@ -37,6 +40,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "cancel": {"runs": 200, "within": 2.0},
         "soak": {"runs": 20_000, "worker_budget": 512 * MiB},
         "bus": {"runs": 1000},
+        "pg_cluster": {"runs": 300, "kills": 1000, "nap": 0.05},
     },
 }
 CASES: dict[str, Callable[..., Awaitable[Any]]] = {
@@ -45,6 +49,7 @@ CASES: dict[str, Callable[..., Awaitable[Any]]] = {
     "cancel": cancel_storm,
     "soak": soak,
     "bus": bus_load,
+    "pg_cluster": pg_cluster_case,
 }
 
 
@@ -75,6 +80,16 @@ def _figures(name: str, report: Any) -> str:
             f"host RSS {r.host_rss_warm / MiB:.1f} -> {r.host_rss_end / MiB:.1f} MiB after "
             f"warm-up; workers {r.worker_rss_warm / MiB:.1f} -> {r.worker_rss_end / MiB:.1f} "
             f"MiB; census before {r.before}, after {r.after}"
+        )
+    if name == "pg_cluster":
+        return (
+            f"{r.runs} runs on {r.engines} engine processes, {r.kills} SIGKILLs: "
+            f"{dict(r.statuses)}; {r.step_executions} step executions ({r.reruns} again "
+            f"after a kill or stop, none after its completion was recorded: "
+            f"{not r.rerun_after_record}); joins completed {r.joins}; {r.stopped} stopped "
+            f"{r.stopped_for:.1f} s holding {r.lost} runs, then logged run_lost "
+            f"{r.runs_lost_logged} times, recorded for them {len(r.late_records)}, "
+            f"{r.stale_attempts} attempts it had dispatched ran"
         )
     return (
         f"{r.runs} runs, {r.published} events: block subscriber got {r.full_received} "

@@ -374,8 +374,11 @@ async def test_one_huge_fill_barely_overshoots_the_memory_limit(size: str) -> No
             tg.cancel_scope.cancel()
         await assert_pool_works(pool)
     assert raised.value.used is not None
-    assert 256 * MiB < raised.value.used <= (256 + 48) * MiB  # the worker's own reading
-    assert peak <= (256 + 48) * MiB  # and what /proc saw from outside, until the worker exited
+    # One 5 ms sampling period is ~48 MiB of fill on a quiet machine; a starved sampler
+    # lets more through (336 MiB seen beside two CPU hogs and two test suites). Far below
+    # what the fill asks for (512 MiB, 2 GiB): the limit stopped it.
+    assert 256 * MiB < raised.value.used <= (256 + 128) * MiB  # the worker's own reading
+    assert peak <= (256 + 128) * MiB  # and what /proc saw from outside, until the worker exited
 
 
 async def test_a_run_cannot_collect_the_data_of_a_run_beside_it() -> None:

@@ -52,6 +52,7 @@ class SandboxConfig:
     max_runs: int
     max_host_calls: int
     max_host_bytes: int
+    js_nice: int
 
 
 @contextmanager
@@ -94,6 +95,7 @@ class _Sandbox:
                 max_serialization_depth=16,
             )
         )
+        _lower_priority(self._config.js_nice)
         ids = [runtime.register_op(name, fn, mode="async") for name, fn in self._ops().items()]
         runtime.eval(_RANDOM)(list(struct.unpack("8I", os.urandom(32))))  # Math.random's key
         factory = runtime.eval(_GLUE)
@@ -193,6 +195,24 @@ def syntax_position(source: str, heap_limit: int) -> tuple[str, int, int] | None
         finally:
             runtime.close()
     return None
+
+
+def _lower_priority(nice: int) -> None:
+    """Give every thread of this process but the main one the nice value ``nice``.
+
+    Those are jsrun's runtime thread, which runs the JS and spins while the JS only
+    waits, and V8's helper threads. Set after each new runtime (its thread is new).
+    The main thread (frames, host calls) keeps the process's priority.
+    """
+    if nice <= 0:
+        return
+    main = os.getpid()
+    for name in os.listdir("/proc/self/task"):
+        tid = int(name)
+        if tid != main:
+            with suppress(OSError):  # a thread that just ended
+                if os.getpriority(os.PRIO_PROCESS, tid) < nice:  # never raise a priority
+                    os.setpriority(os.PRIO_PROCESS, tid, nice)
 
 
 def _rss(statm: int) -> int:

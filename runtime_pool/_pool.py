@@ -41,7 +41,7 @@ _RESPAWN_BACKOFF = 1.0
 DEFAULT_CONCURRENCY = 64  # measured: see docs/sandbox.md "Many runs per worker"
 # jsrun's thread spins while its JS waits; niced, it yields the CPU the host needs
 # (measured: see docs/sandbox.md "CPU priority of the JS").
-DEFAULT_JS_NICE = int(os.environ.get("XNICE", "10"))
+DEFAULT_JS_NICE = 10
 
 
 def _usable_cores() -> int:

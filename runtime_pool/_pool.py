@@ -40,7 +40,7 @@ Isolation = Literal["reuse", "fresh"]
 _RESPAWN_BACKOFF = 1.0
 DEFAULT_CONCURRENCY = 64  # measured: see docs/sandbox.md "Many runs per worker"
 # jsrun's thread spins while its JS waits; niced, it yields the CPU the host needs
-# (measured: see docs/sandbox.md "CPU priority of the JS").
+# (measured: ``python -m benchmarks.nice``, docs/performance.md).
 DEFAULT_JS_NICE = 10
 
 

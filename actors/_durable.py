@@ -39,6 +39,7 @@ class Durable:
     def __init__(self, store: RunStore) -> None:
         self.store = store
         self.live: dict[str, Run] = {}
+        self._keyed: dict[str, anyio.Event] = {}  # keys whose run is being recorded here
         self._definitions: dict[int, tuple[Workflow, dict[str, Any]]] = {}
 
     async def create(
@@ -55,6 +56,26 @@ class Durable:
         found = first_non_json(event, "event")
         if found is not None:
             raise InvalidOption(found[0], f"{found[1]} (a stored run's event is JSON data)")
+        if key is None:
+            return await self._create(workflow, event, None, env, parent_run_id, depth)
+        while (other := self._keyed.get(key)) is not None:
+            await other.wait()  # a start of the same key goes first: its run is then live
+        self._keyed[key] = recorded = anyio.Event()
+        try:
+            return await self._create(workflow, event, key, env, parent_run_id, depth)
+        finally:
+            del self._keyed[key]
+            recorded.set()
+
+    async def _create(
+        self,
+        workflow: Workflow,
+        event: Any,
+        key: str | None,
+        env: RunEnvironment,
+        parent_run_id: str | None,
+        depth: int,
+    ) -> Run | RunHandle:
         run = Run(workflow, event=event, env=env, parent_run_id=parent_run_id, depth=depth)
         now = time.time()
         record = RunRecord(
@@ -81,7 +102,11 @@ class Durable:
         if live is not None:
             return RunHandle(live)
         if record.status == "running":
-            raise UnknownRun(record.id, _NOT_HERE)
+            # It may have ended here since ``record`` was read (a run's end is
+            # recorded before it leaves ``live``).
+            record = await self.store.get_run(record.id) or record
+            if record.status == "running":
+                raise UnknownRun(record.id, _NOT_HERE)
         return RunHandle(EndedRun(await self._result(record)))
 
     async def resumable(self, env: RunEnvironment, *, limit: int | None = None) -> list[Run]:

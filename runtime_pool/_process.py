@@ -82,6 +82,13 @@ class WorkerProcess:
         wait for the pipe, so a cancelled ``send`` never reached the worker.
         """
         frame = _protocol.encode(header, payload)
+        if self._can_write_now():  # the usual case: no lock, no cancel scope, no yield
+            self._write_now(frame)
+            if self._must_drain():
+                async with self._send_lock:
+                    with anyio.CancelScope(shield=True):
+                        await self._drain()
+            return
         async with self._send_lock:
             self.unpark()
             self.written += 1
@@ -94,11 +101,41 @@ class WorkerProcess:
         Many host calls may end at once; each reply's bytes exist only while it is
         being written, not while it waits for the pipe.
         """
+        if self._can_write_now():
+            header, payload = build()
+            self._write_now(_protocol.encode(header, payload))
+            if self._must_drain():
+                async with self._send_lock:
+                    await self._drain()
+            return
         async with self._send_lock:
             header, payload = build()
             self.unpark()
             self.written += 1
             await self._write(_protocol.encode(header, payload))
+
+    def _can_write_now(self) -> bool:
+        """Whether a frame can go to the pipe without waiting: no one is sending or
+        waiting to, and the pipe has taken every byte written so far."""
+        writer = self._writer
+        return (
+            writer is not None
+            and not self._send_lock.locked()
+            and not writer.is_closing()
+            and writer.transport.get_write_buffer_size() == 0
+        )
+
+    def _write_now(self, frame: bytes) -> None:
+        assert self._writer is not None
+        self.unpark()
+        self.written += 1
+        self._writer.write(frame)  # to the pipe at once, or buffered: whole either way
+
+    def _must_drain(self) -> bool:
+        """Whether the frame just written needs a wait: the pipe broke (the wait says
+        so) or did not take it all."""
+        assert self._writer is not None
+        return self._writer.is_closing() or self._writer.transport.get_write_buffer_size() > 0
 
     async def _write(self, frame: bytes) -> None:
         """Write ``frame`` at once; wait only while the pipe is full (never yield else)."""
@@ -107,8 +144,12 @@ class WorkerProcess:
             return
         if self._writer.is_closing():
             raise anyio.ClosedResourceError
+        self._writer.write(frame)
+        await self._drain()
+
+    async def _drain(self) -> None:
+        assert self._writer is not None
         try:
-            self._writer.write(frame)
             await self._writer.drain()
         except (ConnectionResetError, BrokenPipeError) as exc:
             raise anyio.BrokenResourceError from exc

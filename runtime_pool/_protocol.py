@@ -18,6 +18,7 @@ __all__ = (
     "clip",
     "decode_header",
     "decode_prefix",
+    "decode_prefix_from",
     "encode",
     "frame_limit",
 )
@@ -56,7 +57,13 @@ def decode_prefix(prefix: bytes) -> tuple[int, int]:
     return head_len, payload_len
 
 
-def decode_header(head: bytes) -> dict[str, Any]:
+def decode_prefix_from(data: bytes | bytearray) -> tuple[int, int]:
+    """Return (header length, payload length) from the prefix at the start of ``data``."""
+    head_len, payload_len = _PREFIX.unpack_from(data)
+    return head_len, payload_len
+
+
+def decode_header(head: bytes | bytearray) -> dict[str, Any]:
     """Return the header dict of a frame."""
     header = json.loads(head)
     if not isinstance(header, dict) or "op" not in header:

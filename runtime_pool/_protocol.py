@@ -28,6 +28,7 @@ PREFIX_SIZE = _PREFIX.size
 MAX_MESSAGE = 8192  # characters of an error message crossing the boundary (as in _glue.js)
 MAX_STACK = 16384
 _MARKER = "...[truncated]"
+_HEADER = json.JSONEncoder(separators=(",", ":"))  # made once: json.dumps makes one a call
 
 
 def frame_limit(max_value_bytes: int, max_log_chars: int, max_log_lines: int) -> int:
@@ -47,7 +48,7 @@ def clip(text: str, limit: int = MAX_MESSAGE) -> str:
 
 def encode(header: dict[str, Any], payload: bytes = b"") -> bytes:
     """Return one frame holding ``header`` and ``payload``."""
-    head = json.dumps(header, separators=(",", ":")).encode()
+    head = _HEADER.encode(header).encode()
     return _PREFIX.pack(len(head), len(payload)) + head + payload
 
 

@@ -99,15 +99,8 @@ class StepActor:
         self._began: float | None = None  # when the first attempt's script started
         self._ctx_extra: dict[str, Any] = {}  # ctx entries of this step alone (upstream)
 
-    @property
-    def name(self) -> str:
-        return self._step.name
-
     async def run(self, reports: dict[str, Message]) -> Message:
         """Fire or skip the step on its upstream ``reports``; return its own report."""
-        return await self._fire_or_skip(reports)
-
-    async def _fire_or_skip(self, reports: dict[str, Message]) -> Message:
         step = self._step
         blocked = rule_blocks(step.run_if, self._upstream, reports)
         if blocked is not None:

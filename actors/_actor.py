@@ -1,22 +1,20 @@
-"""One step actor: wait for every upstream report in the inbox, then fire or skip.
+"""One step actor: given every upstream report (its inbox), fire or skip.
 
-The actor owns a bounded inbox (room for one report per upstream, so senders
-never wait) and a send-stream clone for each downstream inbox, which it closes
-when done. Reports go downstream only after the step's result is recorded and its
-lifecycle event published, so a run's events are in causal order.
+The run collects each step's reports (``_run``) and starts the actor once they
+are all in; the actor returns the report it sends downstream. Reports go
+downstream only after the step's result is recorded and its lifecycle event
+published, so a run's events are in causal order.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from actors._attempt import AttemptFailed, run_attempt
 from actors._audit import can_audit, host_call_events, step_api
@@ -93,43 +91,16 @@ class StepActor:
         step: Step,
         *,
         scope: RunScope,
-        inbox: MemoryObjectReceiveStream[Message],
-        outboxes: tuple[MemoryObjectSendStream[Message], ...],
         upstream: tuple[str, ...],
     ) -> None:
         self._step = step
         self._scope = scope
-        self._inbox = inbox
-        self._outboxes = outboxes
         self._upstream = upstream
         self._began: float | None = None  # when the first attempt's script started
         self._ctx_extra: dict[str, Any] = {}  # ctx entries of this step alone (upstream)
 
-    async def run(self) -> None:
-        try:
-            reports = await self._collect()
-            message = await self._fire_or_skip(reports)
-            for outbox in self._outboxes:
-                # Each inbox has room for every upstream's report; a closed one belongs
-                # to a step that was cancelled (a step ends only after all its reports).
-                with suppress(anyio.BrokenResourceError):
-                    outbox.send_nowait(message)
-        finally:
-            for outbox in self._outboxes:
-                outbox.close()
-            self._inbox.close()
-
-    async def _collect(self) -> dict[str, Message]:
-        reports: dict[str, Message] = {}
-        while len(reports) < len(self._upstream):
-            try:
-                message = await self._inbox.receive()
-            except anyio.EndOfStream:
-                break  # an upstream ended without reporting; the check below says so
-            reports[message.step] = message
-        return reports
-
-    async def _fire_or_skip(self, reports: dict[str, Message]) -> Message:
+    async def run(self, reports: dict[str, Message]) -> Message:
+        """Fire or skip the step on its upstream ``reports``; return its own report."""
         step = self._step
         blocked = rule_blocks(step.run_if, self._upstream, reports)
         if blocked is not None:

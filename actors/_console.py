@@ -110,7 +110,8 @@ class AttemptConsole:
         self._drained: anyio.Event | None = None
         self._keep = keep
         # shielded, so lines queued when the step is stopped still go out; bounded then
-        self._shield = anyio.CancelScope(shield=True)
+        # (made with the publisher: most attempts never need one)
+        self._shield: anyio.CancelScope | None = None
         self.taken = self.dropped = 0
 
     def on_log(self, line: Any) -> None:
@@ -149,14 +150,18 @@ class AttemptConsole:
         room = 2 * MAX_STREAMED_LINES
         send, receive = anyio.create_memory_object_stream[LifecycleEvent](room)
         self._drained = anyio.Event()
-        self._spawn(self._publish, receive, self._drained)
+        self._shield = anyio.CancelScope(shield=True)
+        self._spawn(self._publish, receive, self._drained, self._shield)
         return send
 
     async def _publish(
-        self, receive: MemoryObjectReceiveStream[LifecycleEvent], drained: anyio.Event
+        self,
+        receive: MemoryObjectReceiveStream[LifecycleEvent],
+        drained: anyio.Event,
+        shield: anyio.CancelScope,
     ) -> None:
         try:
-            with self._shield, receive:
+            with shield, receive:
                 await self._announcement.wait()  # console lines follow step.started
                 async for event in receive:
                     await self._emit(event)
@@ -171,7 +176,7 @@ class AttemptConsole:
     async def stop(self) -> None:
         """The attempt was stopped: give queued lines ``FLUSH_TIMEOUT`` s to go out."""
         self.close()
-        if self._drained is not None:
+        if self._drained is not None and self._shield is not None:
             self._shield.deadline = anyio.current_time() + FLUSH_TIMEOUT
             with anyio.move_on_after(FLUSH_TIMEOUT + 1.0, shield=True):  # bounded regardless
                 await self._drained.wait()

@@ -22,12 +22,12 @@ from actors._events import (
     RunStarted,
     StepCancelled,
 )
+from actors._inboxes import Inboxes
 from actors._journal import RunJournal
 from actors._messages import Message
 from actors._results import RunResult, RunStatus, StepResult
 from actors._retry import Retry
 from actors._runner import StepRunner
-from actors._store_codec import message_of
 from actors._subflow import Launcher
 from actors._waiters import Waits
 from actors._workflow import Workflow
@@ -136,10 +136,11 @@ class Run:
                 await self._emit(
                     RunStarted(run_id=self.id, workflow=self.workflow, parent_run_id=parent)
                 )
+                self._inboxes = Inboxes(self._plan, self._actors(), self._recorded)
                 async with anyio.create_task_group() as tg:
                     self._scope.spawn = tg.start_soon
-                    for actor in self._actors():
-                        tg.start_soon(actor.run)
+                    for actor, reports in self._inboxes.ready_at_start():
+                        tg.start_soon(self._drive, actor, reports)
         except anyio.get_cancelled_exc_class():
             interrupted = True
             raise
@@ -147,33 +148,26 @@ class Run:
             interrupted = interrupted or self._cancel_scope.cancelled_caught
             await self._finish(started, interrupted=interrupted)
 
-    def _actors(self) -> list[StepActor]:
-        plan, recorded = self._plan, self._recorded
-        streams = {
-            name: anyio.create_memory_object_stream[Message](max(1, len(plan.upstream[name])))
+    def _actors(self) -> dict[str, StepActor]:
+        """The actors of the steps to run (not those a resumed run recorded), in order."""
+        plan, scope = self._plan, self._scope
+        return {
+            name: StepActor(self._steps[name], scope=scope, upstream=plan.upstream[name])
             for name in plan.order
-            if name not in recorded
+            if name not in self._recorded
         }
-        for name, result in recorded.items():  # a resumed run: recorded steps report now
-            for child in plan.downstream[name]:
-                if child in streams:
-                    streams[child][0].send_nowait(message_of(result))
-        actors = [
-            StepActor(
-                self._steps[name],
-                scope=self._scope,
-                inbox=streams[name][1],
-                outboxes=tuple(
-                    streams[child][0].clone() for child in plan.downstream[name] if child in streams
-                ),
-                upstream=plan.upstream[name],
-            )
-            for name in plan.order
-            if name in streams
-        ]
-        for send, _ in streams.values():
-            send.close()  # each upstream holds its own clone
-        return actors
+
+    async def _drive(self, actor: StepActor, reports: dict[str, Message]) -> None:
+        """Run ``actor``'s step, then hand its report downstream: a step the report
+        makes ready runs next in this task, any others in new tasks of the run."""
+        while True:
+            message = await actor.run(reports)
+            ready = self._inboxes.report(message)
+            if not ready:
+                return
+            for other in ready[1:]:
+                self._scope.spawn(self._drive, *other)
+            actor, reports = ready[0]
 
     async def _emit(self, event: LifecycleEvent) -> None:
         await self._env.bus.publish_event(event)

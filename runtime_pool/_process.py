@@ -22,7 +22,6 @@ from typing import Any
 
 import anyio
 from anyio.abc import Process
-from anyio.streams.buffered import BufferedByteReceiveStream
 
 from . import _protocol
 from ._log import get_logger
@@ -34,6 +33,7 @@ logger = get_logger(__name__)
 _STDERR_LINES = 40
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _EXIT_GRACE = 1.0
+_READ_SIZE = 65536  # the least asked of the pipe at a time
 
 
 class WorkerProcess:
@@ -48,9 +48,11 @@ class WorkerProcess:
         # queued past their run's deadline on a busy host). Write to the pipe directly.
         writer = getattr(process.stdin, "_stream", None)
         self._writer = writer if isinstance(writer, asyncio.StreamWriter) else None
-        self._stdout = BufferedByteReceiveStream(process.stdout)
+        self._stdout = process.stdout
+        self._received = bytearray()  # read from stdout, not yet taken as frames
         self._send_lock = anyio.Lock(fast_acquire=True)  # no scheduling round trip when free
         self._max_frame = max_frame
+        self._frame_end = _protocol.PREFIX_SIZE  # bytes the next frame needs in all
         self.stderr_tail: deque[str] = deque(maxlen=_STDERR_LINES)
         self.stderr_closed = anyio.Event()
         self.parked = False
@@ -82,6 +84,13 @@ class WorkerProcess:
         wait for the pipe, so a cancelled ``send`` never reached the worker.
         """
         frame = _protocol.encode(header, payload)
+        if self._can_write_now():  # the usual case: no lock, no cancel scope, no yield
+            self._write_now(frame)
+            if self._must_drain():
+                async with self._send_lock:
+                    with anyio.CancelScope(shield=True):
+                        await self._drain()
+            return
         async with self._send_lock:
             self.unpark()
             self.written += 1
@@ -94,11 +103,41 @@ class WorkerProcess:
         Many host calls may end at once; each reply's bytes exist only while it is
         being written, not while it waits for the pipe.
         """
+        if self._can_write_now():
+            header, payload = build()
+            self._write_now(_protocol.encode(header, payload))
+            if self._must_drain():
+                async with self._send_lock:
+                    await self._drain()
+            return
         async with self._send_lock:
             header, payload = build()
             self.unpark()
             self.written += 1
             await self._write(_protocol.encode(header, payload))
+
+    def _can_write_now(self) -> bool:
+        """Whether a frame can go to the pipe without waiting: no one is sending or
+        waiting to, and the pipe has taken every byte written so far."""
+        writer = self._writer
+        return (
+            writer is not None
+            and not self._send_lock.locked()
+            and not writer.is_closing()
+            and writer.transport.get_write_buffer_size() == 0
+        )
+
+    def _write_now(self, frame: bytes) -> None:
+        assert self._writer is not None
+        self.unpark()
+        self.written += 1
+        self._writer.write(frame)  # to the pipe at once, or buffered: whole either way
+
+    def _must_drain(self) -> bool:
+        """Whether the frame just written needs a wait: the pipe broke (the wait says
+        so) or did not take it all."""
+        assert self._writer is not None
+        return self._writer.is_closing() or self._writer.transport.get_write_buffer_size() > 0
 
     async def _write(self, frame: bytes) -> None:
         """Write ``frame`` at once; wait only while the pipe is full (never yield else)."""
@@ -107,20 +146,52 @@ class WorkerProcess:
             return
         if self._writer.is_closing():
             raise anyio.ClosedResourceError
+        self._writer.write(frame)
+        await self._drain()
+
+    async def _drain(self) -> None:
+        assert self._writer is not None
         try:
-            self._writer.write(frame)
             await self._writer.drain()
         except (ConnectionResetError, BrokenPipeError) as exc:
             raise anyio.BrokenResourceError from exc
 
     async def receive(self) -> tuple[dict[str, Any], bytes]:
-        """Read one frame; raises ``anyio.IncompleteRead`` or ``EndOfStream`` at exit."""
-        prefix = await self._stdout.receive_exactly(_protocol.PREFIX_SIZE)
-        head_len, payload_len = _protocol.decode_prefix(prefix)
+        """Read one frame; raises ``anyio.IncompleteRead`` or ``EndOfStream`` at exit.
+
+        Reads what the pipe has (several frames at once under load) and takes the
+        frames from that without waiting while whole ones are there.
+        """
+        while True:
+            frame = self._take_frame()
+            if frame is not None:
+                return frame
+            missing = max(_READ_SIZE, self._frame_end - len(self._received))
+            try:
+                chunk = await self._stdout.receive(missing)
+            except anyio.EndOfStream:
+                if self._received:
+                    raise anyio.IncompleteRead from None
+                raise
+            self._received += chunk
+
+    def _take_frame(self) -> tuple[dict[str, Any], bytes] | None:
+        """The first whole frame read, or None (and how many bytes it needs in all)."""
+        received = self._received
+        self._frame_end = _protocol.PREFIX_SIZE
+        if len(received) < _protocol.PREFIX_SIZE:
+            return None
+        head_len, payload_len = _protocol.decode_prefix_from(received)
         if head_len + payload_len > self._max_frame:
             raise ValueError(f"worker sent a frame of {head_len + payload_len} bytes")
-        header = _protocol.decode_header(await self._stdout.receive_exactly(head_len))
-        payload = await self._stdout.receive_exactly(payload_len) if payload_len else b""
+        head_end = _protocol.PREFIX_SIZE + head_len
+        self._frame_end = end = head_end + payload_len
+        if len(received) < end:
+            return None
+        header = _protocol.decode_header(received[_protocol.PREFIX_SIZE : head_end])
+        payload = bytes(received[head_end:end])
+        del received[:end]  # cheap from the front of a bytearray
+        self._frame_end = _protocol.PREFIX_SIZE
         return header, payload
 
     async def pump_stderr(self) -> None:

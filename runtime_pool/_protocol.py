@@ -18,6 +18,7 @@ __all__ = (
     "clip",
     "decode_header",
     "decode_prefix",
+    "decode_prefix_from",
     "encode",
     "frame_limit",
 )
@@ -27,6 +28,7 @@ PREFIX_SIZE = _PREFIX.size
 MAX_MESSAGE = 8192  # characters of an error message crossing the boundary (as in _glue.js)
 MAX_STACK = 16384
 _MARKER = "...[truncated]"
+_HEADER = json.JSONEncoder(separators=(",", ":"))  # made once: json.dumps makes one a call
 
 
 def frame_limit(max_value_bytes: int, max_log_chars: int, max_log_lines: int) -> int:
@@ -46,7 +48,7 @@ def clip(text: str, limit: int = MAX_MESSAGE) -> str:
 
 def encode(header: dict[str, Any], payload: bytes = b"") -> bytes:
     """Return one frame holding ``header`` and ``payload``."""
-    head = json.dumps(header, separators=(",", ":")).encode()
+    head = _HEADER.encode(header).encode()
     return _PREFIX.pack(len(head), len(payload)) + head + payload
 
 
@@ -56,7 +58,13 @@ def decode_prefix(prefix: bytes) -> tuple[int, int]:
     return head_len, payload_len
 
 
-def decode_header(head: bytes) -> dict[str, Any]:
+def decode_prefix_from(data: bytes | bytearray) -> tuple[int, int]:
+    """Return (header length, payload length) from the prefix at the start of ``data``."""
+    head_len, payload_len = _PREFIX.unpack_from(data)
+    return head_len, payload_len
+
+
+def decode_header(head: bytes | bytearray) -> dict[str, Any]:
     """Return the header dict of a frame."""
     header = json.loads(head)
     if not isinstance(header, dict) or "op" not in header:

@@ -50,6 +50,10 @@ _RESERVED = frozenset(
 )
 
 
+# as json.dumps(value, allow_nan=False, separators=(",", ":")), without making an encoder a call
+_VALUE = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
 class WorkerGone(Exception):
     """The worker was dead before it received the run: the run can go elsewhere."""
 
@@ -88,15 +92,11 @@ def prepare_run(
     shared: Shared | None = None,
 ) -> RunRequest:
     """Check and encode a run's inputs; raise before any worker is involved."""
-    check_code(code)
-    if lib is not None:
-        check_code(lib)
-        if "lib" in globals or "lib" in api:
-            raise ValueError("'lib' is given both as the shared script and as a global or api")
-    for name in (*globals, *api):
-        check_name(name)
-    if both := set(globals) & set(api):
-        raise ValueError(f"names given both as globals and api: {sorted(both)}")
+    names = (code, lib, tuple(globals), tuple(api))
+    if _cacheable(code, lib):  # a step's script runs many times with the same names
+        _check_script_cached(*names)
+    else:
+        _check_script(*names)
     for name, fn in api.items():
         if not callable(fn):
             raise TypeError(f"api[{name!r}] is not callable")
@@ -107,6 +107,35 @@ def prepare_run(
         if both := set(shared.names) & set(api):
             raise ValueError(f"names given both as shared globals and api: {sorted(both)}")
     return RunRequest(code, tuple(globals), dict(api), inputs, timeout, lib, on_host_call, shared)
+
+
+def _check_script(
+    code: str, lib: str | None, global_names: tuple[str, ...], api_names: tuple[str, ...]
+) -> None:
+    """Raise unless the script, its shared script and its names can go to a worker."""
+    check_code(code)
+    if lib is not None:
+        check_code(lib)
+        if "lib" in global_names or "lib" in api_names:
+            raise ValueError("'lib' is given both as the shared script and as a global or api")
+    for name in (*global_names, *api_names):
+        check_name(name)
+    if both := set(global_names) & set(api_names):
+        raise ValueError(f"names given both as globals and api: {sorted(both)}")
+
+
+# Only checks that passed are kept (an exception is not cached); small scripts only,
+# so the cache holds at most a few MiB.
+_check_script_cached = functools.lru_cache(maxsize=256)(_check_script)
+_CACHED_CHARS = 16 * 1024
+
+
+def _cacheable(code: object, lib: object) -> bool:
+    return (
+        isinstance(code, str)
+        and isinstance(lib, str | None)
+        and len(code) + len(lib or "") <= _CACHED_CHARS
+    )
 
 
 def check_code(code: object) -> None:
@@ -127,7 +156,7 @@ def check_name(name: object) -> None:
 def encode_value(value: Any, what: str, max_value_bytes: int) -> bytes:
     """Return ``value`` as JSON bytes, or raise InvalidValue / ValueTooLarge."""
     try:
-        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        text = _VALUE.encode(value)
     except RecursionError:
         raise errors.ValueTooLarge(f"{what} is nested too deeply") from None
     except ValueError as exc:

@@ -95,11 +95,11 @@ class _Sandbox:
                 max_serialization_depth=16,
             )
         )
-        _lower_priority(self._config.js_nice)
         ids = [runtime.register_op(name, fn, mode="async") for name, fn in self._ops().items()]
         runtime.eval(_RANDOM)(list(struct.unpack("8I", os.urandom(32))))  # Math.random's key
         factory = runtime.eval(_GLUE)
         serve = factory(ids, c.max_value_bytes, c.max_depth, c.max_log_lines, c.max_log_chars)
+        _lower_priority(c.js_nice)  # the glue above ran at the host's priority
         return runtime, serve
 
     async def serve(self) -> None:
@@ -201,7 +201,7 @@ def _lower_priority(nice: int) -> None:
     """Give every thread of this process but the main one the nice value ``nice``.
 
     Those are jsrun's runtime thread, which runs the JS and spins while the JS only
-    waits, and V8's helper threads. Set after each new runtime (its thread is new).
+    waits, and V8's helper threads. Set for each new runtime (its thread is new).
     The main thread (frames, host calls) keeps the process's priority.
     """
     if nice <= 0:

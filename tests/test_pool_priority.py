@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+import anyio
 import pytest
 
 from runtime_pool import RuntimePool
@@ -47,9 +48,14 @@ async def test_a_new_runtime_thread_is_niced_too() -> None:
         for i in range(3):  # a fresh runtime (and thread) for every run
             assert await pool.run("return n", globals={"n": i}) == i
         (pid,) = pool.worker_pids()
-        found = niceness(pid)
         assert pool.statistics().recycles >= 2
-    assert set(found["jsrun-deno-runt"]) == {max(7, host)}
+        # The worker makes the next runtime after answering a run: until it is ready,
+        # the new thread can still have the host's priority.
+        for _ in range(1000):  # no event tells the caller: look in /proc
+            if set(niceness(pid).get("jsrun-deno-runt", [])) == {max(7, host)}:
+                return
+            await anyio.sleep(0.01)
+        raise AssertionError(f"worker threads not niced within 10 s: {niceness(pid)}")
 
 
 async def test_js_nice_zero_leaves_every_thread_as_the_host_started_it() -> None:

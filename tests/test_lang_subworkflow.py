@@ -154,7 +154,9 @@ async def test_nesting_is_bounded_and_results_flow_up_every_level() -> None:
         Engine(max_nesting=-1)
 
 
-async def test_cancelling_the_parent_cancels_the_child() -> None:
+def held_child() -> tuple[anyio.Event, Engine, Workflow]:
+    """An engine and a parent whose child's one step awaits a host call that never
+    returns; the event is set once the call has come in."""
     entered = anyio.Event()
 
     async def hold() -> None:
@@ -165,7 +167,11 @@ async def test_cancelling_the_parent_cancels_the_child() -> None:
     child.add_step("wait", js="await hold(); return 1;")
     parent = Workflow("parent")
     parent.add_step("call", workflow="held")
-    engine = Engine(api={"hold": hold}, pool=RuntimePool(size=1), workflows=[child])
+    return entered, Engine(api={"hold": hold}, pool=RuntimePool(size=1), workflows=[child]), parent
+
+
+async def test_cancelling_the_parent_cancels_the_child() -> None:
+    entered, engine, parent = held_child()
     async with engine, engine.bus.subscribe("run.*") as events:
         handle = await engine.start(parent)
         with anyio.fail_after(WAIT):
@@ -183,17 +189,7 @@ async def test_cancelling_the_parent_cancels_the_child() -> None:
 
 
 async def test_a_cancelled_child_fails_its_step() -> None:
-    entered = anyio.Event()
-
-    async def hold() -> None:
-        entered.set()
-        await anyio.sleep_forever()
-
-    child = Workflow("held")
-    child.add_step("wait", js="await hold(); return 1;")
-    parent = Workflow("parent")
-    parent.add_step("call", workflow="held")
-    engine = Engine(api={"hold": hold}, pool=RuntimePool(size=1), workflows=[child])
+    entered, engine, parent = held_child()
     async with engine, engine.bus.subscribe("run.started") as events:
         handle = await engine.start(parent)
         _, started = await started_runs(events, 2)

@@ -214,8 +214,30 @@
   function newRun(token, streamLogs) {
     return {
       token, live: true, logs: [], logChars: 0, logsTruncated: false, logsDropped: 0, streamLogs,
-      timers: new MapCtor(), nextTimer: 1,
+      timers: new MapCtor(), nextTimer: 1, busy: 0,
     };
+  }
+
+  // ---- how long a run held the thread ------------------------------------------
+  // `busy` adds up, in Date.now() milliseconds, the stretches of a run's JS that
+  // can be told apart: its start up to its first await, what follows each host
+  // call's answer up to its next await, and its timer and microtask callbacks. The
+  // pool learns from it which scripts are light enough to share one worker.
+  function timed(r, fn, self, args) {
+    const began = dateNow();
+    try {
+      return inRun(r, fn, self, args);
+    } finally {
+      r.busy += dateNow() - began;
+    }
+  }
+  // Times what the run does when the promise it awaits is settled now: a microtask
+  // queued here runs before that continuation, and the one it queues after it.
+  function timeContinuation(r) {
+    realQueueMicrotask(() => {
+      const began = dateNow();
+      realQueueMicrotask(() => { r.busy += dateNow() - began; });
+    });
   }
 
   // ---- console: per run ---------------------------------------------------------
@@ -285,7 +307,7 @@
         if (repeat) timer.due = dateNow() + ms;
         else mapDelete(r.timers, id);
         try {
-          inRun(r, callback, undefined, args);
+          timed(r, callback, undefined, args);
         } catch (e) {
           fail(r, e);
         }
@@ -307,7 +329,7 @@
       if (typeof callback !== "function") throw new TypeErrorCtor("callback must be a function");
       realQueueMicrotask(() => {
         if (!r.live) return;
-        try { inRun(r, callback, undefined, []); } catch (e) { fail(r, e); }
+        try { timed(r, callback, undefined, []); } catch (e) { fail(r, e); }
       });
     });
   }
@@ -351,6 +373,7 @@
       const argsJson = argumentsJson(args, name);
       const reply = await apply(promiseThen, hostOp(opCall, r.token, name, argsJson), [answer, answerError]);
       if (!r.live) return new Promise(() => {});  // the run is over: its continuation never runs
+      timeContinuation(r);
       if (reply[0] === "ok") return parse(reply[1]);
       throw new ErrorCtor(reply[1]);
     };
@@ -512,7 +535,7 @@
   }
   function report(r, kind, payload) {
     mapDelete(runs, r.token);
-    const sent = hostOp(opReport, r.token, kind, payload, stringify(r.logs), pendingAsync);
+    const sent = hostOp(opReport, r.token, kind, payload, stringify(r.logs), pendingAsync, r.busy);
     apply(promiseThen, sent, [noop, noop]);
   }
   function end(r, kind, payload) {
@@ -668,7 +691,7 @@
   // that settle before that turn is asked for share it and one report: it is asked
   // for from a microtask queued by the first of them, and comes after the
   // checkpoint they settled in has drained.
-  let wave = [];  // [token, result JSON, logs JSON] of runs settled, not yet past a turn
+  let wave = [];  // [token, result JSON, logs JSON, busy] of runs settled, not yet past a turn
   let waiting = 0;  // waves waiting for their turn
   function settle(r, outcome) {
     if (!r.live) return;
@@ -678,7 +701,7 @@
     }
     close(r);
     if (wave.length === 0) realQueueMicrotask(awaitTurn);
-    arrayPush(wave, [r.token, outcome[1], stringify(r.logs)]);
+    arrayPush(wave, [r.token, outcome[1], stringify(r.logs), r.busy]);
   }
   function awaitTurn() {
     const settled = wave;
@@ -699,7 +722,7 @@
   function start(token, code, globalNames, apiNames, inputJson, streamLogs, lib, shared) {
     const r = newRun(token, streamLogs);
     mapSet(runs, token, r);
-    const outcome = inRun(r, execute, undefined, [r, code, globalNames, apiNames, inputJson, lib, shared]);
+    const outcome = timed(r, execute, undefined, [r, code, globalNames, apiNames, inputJson, lib, shared]);
     apply(promiseThen, outcome, [(o) => settle(r, o)]);
   }
 

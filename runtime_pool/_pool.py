@@ -18,6 +18,7 @@ from . import _protocol, errors
 from ._check import CheckLost, check_request, drive_check, syntax_error
 from ._console import StreamedLines
 from ._log import get_logger
+from ._placement import Costs, pick
 from ._process import WorkerProcess
 from ._results import Execution, HostCall, LogLine, PoolStatistics
 from ._run import (
@@ -37,8 +38,9 @@ __all__ = ("RuntimePool",)
 logger = get_logger(__name__)
 
 Isolation = Literal["reuse", "fresh"]
+Placement = Literal["pack", "spread"]
 _RESPAWN_BACKOFF = 1.0
-DEFAULT_CONCURRENCY = 64  # measured: see docs/sandbox.md "Many runs per worker"
+DEFAULT_CONCURRENCY = 256  # measured: see docs/sandbox.md "Many runs per worker"
 # jsrun's thread spins while its JS waits; niced, it yields the CPU the host needs
 # (measured: ``python -m benchmarks.nice``, docs/performance.md).
 DEFAULT_JS_NICE = 10
@@ -76,6 +78,7 @@ class RuntimePool:
         concurrency: int = DEFAULT_CONCURRENCY,
         max_host_calls: int = 64,
         js_nice: int = DEFAULT_JS_NICE,
+        placement: Placement = "pack",
     ) -> None:
         self.size = _usable_cores() if size is None else size
         if self.size < 1:
@@ -92,6 +95,9 @@ class RuntimePool:
             raise ValueError("concurrency and max_host_calls must be at least 1")
         if not 0 <= js_nice <= 19:
             raise ValueError("js_nice must be between 0 and 19")
+        if placement not in ("pack", "spread"):
+            raise ValueError("placement must be 'pack' or 'spread'")
+        self.placement = placement
         # One run per runtime means one run per worker at a time.
         self.concurrency = 1 if isolation == "fresh" else concurrency
         self.heap_limit = heap_limit
@@ -119,9 +125,10 @@ class RuntimePool:
             heap_limit, memory_limit, max_value_bytes, max_host_calls, max_value_bytes
         )
         self._max_frame = _protocol.frame_limit(max_value_bytes, max_log_chars, max_log_lines)
-        self._slots: set[Slot] = set()
+        self._slots: list[Slot] = []  # in the order started: light runs fill the first
         self._waiters: deque[Waiter] = deque()
         self._tokens = itertools.count(1)
+        self._costs = Costs()
         self._task_group: TaskGroup | None = None
         self._state: Literal["new", "open", "closed"] = "new"
         self._started = anyio.Event()
@@ -231,7 +238,8 @@ class RuntimePool:
         streamed = None if on_log is None else StreamedLines(on_log)
         solo = rerun = False
         while True:
-            slot, run, inbox = await self._checkout(solo)
+            heavy = self.placement == "spread" or self._costs.heavy(code)
+            slot, run, inbox = await self._checkout(solo, heavy)
             try:
                 start = None if rerun else on_start
                 execution = await drive_run(
@@ -261,6 +269,8 @@ class RuntimePool:
                     streamed.fill(error)  # a stopped runtime reports no lines of its own
                 raise
             finally:
+                if run.busy is not None:
+                    self._costs.observe(code, run.busy)
                 self._release(slot, run.token)
 
     def share(self, values: Mapping[str, Any]) -> Shared:
@@ -286,7 +296,7 @@ class RuntimePool:
             raise errors.PoolClosed("the pool is not open")
         code, listed = check_request(code, names)
         for _ in range(3):
-            slot, run, inbox = await self._checkout(False)
+            slot, run, inbox = await self._checkout(False, False)
             try:
                 outcome = await drive_check(slot, run, inbox, code, listed, self.timeout)
             except (WorkerGone, CheckLost):
@@ -303,24 +313,24 @@ class RuntimePool:
     def _closing(self) -> bool:
         return self._state != "open"
 
-    # ---- checkout: the least-loaded worker with room -------------------------------------
+    # ---- checkout: a worker with room (see _placement) ------------------------------------
 
-    async def _checkout(self, solo: bool) -> Checkout:
-        checkout = self._reserve(solo)
+    async def _checkout(self, solo: bool, heavy: bool) -> Checkout:
+        checkout = self._reserve(solo, heavy)
         if checkout is not None:
             return checkout
         self._waits += 1
         while True:
             with anyio.move_on_after(self._start_timeout):
-                return await self._wait_for_room(solo)
+                return await self._wait_for_room(solo, heavy)
             # Waiting is bounded while the pool has no worker to serve at all.
             if not any(s.ready_once and not s.dead for s in self._slots):
                 raise errors.SandboxCrashed(
                     f"no sandbox worker came back within {self._start_timeout:g} s"
                 )
 
-    async def _wait_for_room(self, solo: bool) -> Checkout:
-        waiter = Waiter(solo)
+    async def _wait_for_room(self, solo: bool, heavy: bool) -> Checkout:
+        waiter = Waiter(solo, heavy)
         self._waiters.append(waiter)
         try:
             checkout = await waiter.wait()
@@ -336,14 +346,11 @@ class RuntimePool:
             raise errors.PoolClosed("the pool closed while waiting for a worker")
         return checkout
 
-    def _reserve(self, solo: bool) -> Checkout | None:
-        best: Slot | None = None
-        for slot in self._slots:
-            if slot.fits(self.concurrency, solo) and (best is None or slot.load < best.load):
-                best = slot
+    def _reserve(self, solo: bool, heavy: bool) -> Checkout | None:
+        best = pick(self._slots, self.concurrency, solo, heavy)
         if best is None:
             return None
-        run, inbox = best.begin_run(next(self._tokens), solo)
+        run, inbox = best.begin_run(next(self._tokens), solo, heavy)
         return best, run, inbox
 
     def _release(self, slot: Slot, token: int) -> None:
@@ -353,7 +360,8 @@ class RuntimePool:
     def _wake_waiters(self) -> None:
         """Hand freed room to waiting runs, first come first served."""
         while self._waiters and not self._closing:
-            checkout = self._reserve(self._waiters[0].solo)
+            waiter = self._waiters[0]
+            checkout = self._reserve(waiter.solo, waiter.heavy)
             if checkout is None:
                 return
             self._waiters.popleft().wake(checkout)
@@ -377,7 +385,7 @@ class RuntimePool:
             return
         self._spawns += 1
         slot = Slot(process)
-        self._slots.add(slot)
+        self._slots.append(slot)
         spawned = time.perf_counter()
         try:
             async with anyio.create_task_group() as tg:
@@ -389,7 +397,7 @@ class RuntimePool:
                     await process.stderr_closed.wait()
                 tg.cancel_scope.cancel()
         finally:
-            self._slots.discard(slot)
+            self._slots.remove(slot)
             slot.close()
             await self._bury(slot)
         if not self._closing:

@@ -41,6 +41,7 @@ logger = get_logger(__name__)
 # chaos suite saw co-resident runs lost at 0.4-0.5 s, none at 2 s).
 _BACKSTOP_GRACE = 2.0
 _CANCEL_GRACE = 2.0
+_HELD = frozenset({"timeout", "heap", "memory"})  # outcomes of a script that held its runtime
 _IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
 _RESERVED = frozenset(
     "arguments await break case catch class const continue debugger default delete do else enum "
@@ -249,8 +250,12 @@ async def drive_run(
         slot.killed_for = "unresponsive"
         slot.process.kill()
         raise errors.ScriptTimeout(request.timeout)
-    if result[0]["kind"] == "evicted":
+    kind = result[0]["kind"]
+    if kind == "evicted":
         raise Evicted(result[0].get("reason", "crashed"), run.called)
+    run.busy = result[0].get("busy")
+    if run.busy is None and kind in _HELD:  # the runtime was stopped under it: count it all
+        run.busy = result[0].get("duration", request.timeout) * 1000
     return _outcome(result, time.perf_counter() - started, request, limits)
 
 

@@ -27,6 +27,8 @@ class ActiveRun:
     token: int
     inbox: RunInbox
     solo: bool = False
+    heavy: bool = False  # its script is new or computes (see ``_placement``)
+    busy: float | None = None  # how long its JS held the thread (ms), once it ended
     called: bool = False  # it made a host call: it had effects outside the sandbox
     error: errors.RuntimePoolError | None = field(default=None)
     evicted: str | None = None  # why its worker stopped while it was innocent
@@ -46,6 +48,7 @@ class Slot:
         self.death: errors.RuntimePoolError | None = None
         self.runs: dict[int, ActiveRun] = {}
         self._solo_runs = 0  # runs in ``runs`` that must be alone (kept, not scanned)
+        self.heavy = 0  # runs in ``runs`` whose script is new or computes
         self._generation = 0
         self._changed, self._changes = anyio.create_memory_object_stream[int](1)
         self._changed_at = time.monotonic()  # the last change of runs or readiness
@@ -73,16 +76,18 @@ class Slot:
             return False
         return self.load == 0 if solo else self.load < concurrency
 
-    def begin_run(self, token: int, solo: bool) -> tuple[ActiveRun, RunInbox]:
-        run = ActiveRun(token, RunInbox(_INBOX_SIZE), solo)
+    def begin_run(self, token: int, solo: bool, heavy: bool = False) -> tuple[ActiveRun, RunInbox]:
+        run = ActiveRun(token, RunInbox(_INBOX_SIZE), solo, heavy)
         self.runs[token] = run
         self._solo_runs += solo
+        self.heavy += heavy
         return run, run.inbox
 
     def end_run(self, token: int) -> None:
         run = self.runs.pop(token, None)
         if run is not None:
             self._solo_runs -= run.solo
+            self.heavy -= run.heavy
             run.inbox.finish()
         if not self.runs:
             self._notify()
@@ -214,8 +219,9 @@ Checkout = tuple[Slot, ActiveRun, RunInbox]
 class Waiter:
     """A caller waiting for a worker; woken once, with a reserved run or None (pool closed)."""
 
-    def __init__(self, solo: bool) -> None:
+    def __init__(self, solo: bool, heavy: bool) -> None:
         self.solo = solo
+        self.heavy = heavy
         self._event = anyio.Event()
         self._woken = False
         self.checkout: Checkout | None = None

@@ -271,7 +271,14 @@ class Worker:
             self._replies.pop(call, None)
 
     async def _op_report(
-        self, epoch: int, token: int, kind: str, payload: str, logs: str, pending_async: int
+        self,
+        epoch: int,
+        token: int,
+        kind: str,
+        payload: str,
+        logs: str,
+        pending_async: int,
+        busy: int,
     ) -> None:
         self._quiet.started(epoch)
         self._pending_async = int(pending_async)
@@ -281,19 +288,19 @@ class Worker:
         if kind == "abandoned":
             kind, payload = run.ending or "timeout", ""
         self._close_run(run)
-        self._send_result(run, kind, payload, logs)
+        self._send_result(run, kind, payload, logs, busy=int(busy))
         self._after_run()
 
-    async def _op_reports(self, epoch: int, settled: list[list[str]], pending_async: int) -> None:
-        """Successes, [token, result JSON, logs JSON] each, reported at once: one write."""
+    async def _op_reports(self, epoch: int, settled: list[list[Any]], pending_async: int) -> None:
+        """Successes, [token, result JSON, logs JSON, busy ms] each, reported at once: one write."""
         self._quiet.started(epoch)
         self._pending_async = int(pending_async)
         frames = []
-        for token, payload, logs in settled:
+        for token, payload, logs, busy in settled:
             run = self._runs.pop(int(token), None)
             if run is not None:
                 self._close_run(run)
-                frames.append(self._result_frame(run, "ok", payload, logs))
+                frames.append(self._result_frame(run, "ok", payload, logs, busy=int(busy)))
         self._write(b"".join(frames))
         self._after_run()
 
@@ -374,13 +381,26 @@ class Worker:
                 future.set_result(["error", "run ended"])
 
     def _send_result(
-        self, run: _Run, kind: str, payload: str, logs: str, reason: str | None = None
+        self,
+        run: _Run,
+        kind: str,
+        payload: str,
+        logs: str,
+        reason: str | None = None,
+        busy: int | None = None,
     ) -> None:
-        self._write(self._result_frame(run, kind, payload, logs, reason))
+        self._write(self._result_frame(run, kind, payload, logs, reason, busy))
 
     def _result_frame(
-        self, run: _Run, kind: str, payload: str, logs: str, reason: str | None = None
+        self,
+        run: _Run,
+        kind: str,
+        payload: str,
+        logs: str,
+        reason: str | None = None,
+        busy: int | None = None,
     ) -> bytes:
+        """The result frame; ``busy``: the run's JS time in ms, when the glue measured it."""
         header: dict[str, Any] = {
             "op": "result",
             "id": run.token,
@@ -391,6 +411,8 @@ class Worker:
         }
         if reason is not None:
             header["reason"] = reason
+        if busy is not None:
+            header["busy"] = busy
         if kind == "error":
             header["detail"] = json.loads(payload)
         elif kind != "ok":

@@ -12,44 +12,9 @@ import anyio
 import pytest
 
 from runtime_pool import LogLine, RuntimePool, errors
-from tests.pool_helpers import assert_pool_works
+from tests.pool_helpers import Barrier, assert_pool_works, run_all
 
 pytestmark = pytest.mark.anyio
-
-
-class Barrier:
-    """An async host function that returns once ``parties`` calls are waiting in it."""
-
-    def __init__(self, parties: int) -> None:
-        self.parties = parties
-        self.arrived = 0
-        self.peak = 0
-        self._all_in = anyio.Event()
-
-    async def __call__(self, *args: Any) -> int:
-        self.arrived += 1
-        self.peak = max(self.peak, self.arrived)
-        if self.arrived >= self.parties:
-            self._all_in.set()
-        with anyio.fail_after(10):
-            await self._all_in.wait()
-        return self.arrived
-
-
-async def run_all(pool: RuntimePool, *calls: tuple[str, dict[str, Any]]) -> list[Any]:
-    """Run scripts at once; return each one's value or the exception it raised."""
-    outcomes: list[Any] = [None] * len(calls)
-
-    async def one(i: int, code: str, options: dict[str, Any]) -> None:
-        try:
-            outcomes[i] = await pool.run(code, **options)
-        except errors.RuntimePoolError as exc:
-            outcomes[i] = exc
-
-    async with anyio.create_task_group() as tg:
-        for i, (code, options) in enumerate(calls):
-            tg.start_soon(one, i, code, options)
-    return outcomes
 
 
 # ---- interleaving and routing --------------------------------------------------------------

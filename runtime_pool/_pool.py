@@ -78,6 +78,7 @@ class RuntimePool:
         concurrency: int = DEFAULT_CONCURRENCY,
         max_host_calls: int = 64,
         js_nice: int = DEFAULT_JS_NICE,
+        js_idle: bool = True,
         placement: Placement = "pack",
     ) -> None:
         self.size = _usable_cores() if size is None else size
@@ -120,6 +121,7 @@ class RuntimePool:
             "max_host_calls": max_host_calls,
             "max_host_bytes": max_value_bytes,
             "js_nice": js_nice,
+            "js_idle": js_idle,
         }
         self._limits = Limits(
             heap_limit, memory_limit, max_value_bytes, max_host_calls, max_value_bytes

@@ -27,6 +27,7 @@ from typing import Any
 from jsrun import JavaScriptError, Runtime, RuntimeConfig
 
 from . import _protocol
+from ._priority import JsPriority
 
 _GLUE = resources.files(__package__).joinpath("_glue.js").read_text()
 _RANDOM = resources.files(__package__).joinpath("_random.js").read_text()
@@ -53,6 +54,7 @@ class SandboxConfig:
     max_host_calls: int
     max_host_bytes: int
     js_nice: int
+    js_idle: bool = True
 
 
 @contextmanager
@@ -80,6 +82,7 @@ class _Sandbox:
         self.runs = 0  # runs started on this runtime
         self._terminated = False
         self._statm = os.open("/proc/self/statm", os.O_RDONLY)
+        self.priority = JsPriority(config.js_nice, config.js_idle)
         self._runtime, self._serve = self._create()
         self._fresh_rss = _rss(self._statm)
         self._fresh_heap = self._runtime.get_stats().heap_used_bytes
@@ -99,7 +102,7 @@ class _Sandbox:
         runtime.eval(_RANDOM)(list(struct.unpack("8I", os.urandom(32))))  # Math.random's key
         factory = runtime.eval(_GLUE)
         serve = factory(ids, c.max_value_bytes, c.max_depth, c.max_log_lines, c.max_log_chars)
-        _lower_priority(c.js_nice)  # the glue above ran at the host's priority
+        self.priority.new_runtime()  # the glue above ran at the host's priority
         return runtime, serve
 
     async def serve(self) -> None:
@@ -195,24 +198,6 @@ def syntax_position(source: str, heap_limit: int) -> tuple[str, int, int] | None
         finally:
             runtime.close()
     return None
-
-
-def _lower_priority(nice: int) -> None:
-    """Give every thread of this process but the main one the nice value ``nice``.
-
-    Those are jsrun's runtime thread, which runs the JS and spins while the JS only
-    waits, and V8's helper threads. Set for each new runtime (its thread is new).
-    The main thread (frames, host calls) keeps the process's priority.
-    """
-    if nice <= 0:
-        return
-    main = os.getpid()
-    for name in os.listdir("/proc/self/task"):
-        tid = int(name)
-        if tid != main:
-            with suppress(OSError):  # a thread that just ended
-                if os.getpriority(os.PRIO_PROCESS, tid) < nice:  # never raise a priority
-                    os.setpriority(os.PRIO_PROCESS, tid, nice)
 
 
 def _rss(statm: int) -> int:

@@ -90,7 +90,11 @@ class Slot:
             self.heavy -= run.heavy
             run.inbox.finish()
         if not self.runs:
-            self._notify()
+            self._changed_at = time.monotonic()
+            # The watcher acts on a run ending only with a fresh idle report to park on
+            # or a worker that must say ready; otherwise its next look is not due.
+            if self.idle is not None or not self.accepting:
+                self._wake_watcher()
 
     def set_accepting(self, accepting: bool) -> None:
         self.accepting = accepting

@@ -507,6 +507,7 @@ class Worker:
         if self._sandbox.closed():  # the heap limit ends the runtime without a word
             self._runtime_died()
             return
+        self._sandbox.priority.check(time.monotonic())
         rss = int(os.pread(self._statm, 128, 0).split()[1]) * _PAGE
         self._peak = max(self._peak, rss)
         if rss > self._config.memory_limit:

@@ -1,18 +1,24 @@
-"""The JS threads of a worker run at a lower CPU priority than the host (``js_nice``).
+"""The JS threads of a worker run at a lower CPU priority than the host (``js_nice``,
+``js_idle``).
 
 jsrun's runtime thread spins while its JS only waits; niced, it yields the CPU to
-the host process, whose event loop serves the very host calls the JS waits for.
+the host process, whose event loop serves the very host calls the JS waits for. As
+SCHED_IDLE it also yields at once to a thread woken on its core, and goes back to
+its nice value while it starves.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from pathlib import Path
 
 import anyio
 import pytest
 
 from runtime_pool import RuntimePool
 from runtime_pool._pool import DEFAULT_JS_NICE
+from runtime_pool._priority import JsPriority, _can_leave_idle
 
 pytestmark = pytest.mark.anyio
 
@@ -71,3 +77,82 @@ async def test_js_nice_zero_leaves_every_thread_as_the_host_started_it() -> None
 def test_js_nice_out_of_range_is_refused(bad: int) -> None:
     with pytest.raises(ValueError, match="js_nice"):
         RuntimePool(js_nice=bad)
+
+
+# ---- SCHED_IDLE for the runtime thread (js_idle) -------------------------------------------
+
+IDLE_ALLOWED = _can_leave_idle(DEFAULT_JS_NICE)
+needs_idle = pytest.mark.skipif(
+    not IDLE_ALLOWED, reason="this user may not leave SCHED_IDLE (no CAP_SYS_NICE, RLIMIT_NICE)"
+)
+
+
+def policies(pid: int) -> dict[str, set[int]]:
+    """Thread name -> the scheduling policies of the threads of ``pid`` with that name."""
+    found: dict[str, set[int]] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat", "rb") as stat:
+            text = stat.read()
+        name = text[text.index(b"(") + 1 : text.rindex(b")")].decode()
+        policy = int(text.rsplit(b")", 1)[1].split()[38])  # field 41 of proc(5)
+        found.setdefault("main" if int(tid) == pid else name, set()).add(policy)
+    return found
+
+
+@needs_idle
+async def test_the_runtime_thread_is_sched_idle_and_the_other_threads_are_not() -> None:
+    async with RuntimePool(size=1) as pool:
+        assert await pool.run("return 1") == 1
+        (pid,) = pool.worker_pids()
+        found = policies(pid)
+    assert found["jsrun-deno-runt"] == {os.SCHED_IDLE}
+    assert found["main"] == {os.SCHED_OTHER}
+    assert found["V8 DefaultWorke"] == {os.SCHED_OTHER}
+
+
+async def test_js_idle_false_keeps_every_thread_sched_other() -> None:
+    async with RuntimePool(size=1, js_idle=False) as pool:
+        assert await pool.run("return 1") == 1
+        (pid,) = pool.worker_pids()
+        found = policies(pid)
+    assert {policy for values in found.values() for policy in values} == {os.SCHED_OTHER}
+
+
+@needs_idle
+def test_a_starved_runtime_thread_goes_back_to_its_nice_value_for_a_while(
+    tmp_path: Path,
+) -> None:
+    # A real thread of this process stands in for the runtime thread; its schedstat
+    # is a file written here: (ns run, ns waited for a core, slices).
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, name="jsrun-stand-in")
+    thread.start()
+    try:
+        tid = thread.native_id
+        assert tid is not None
+        os.setpriority(os.PRIO_PROCESS, tid, DEFAULT_JS_NICE)
+        stat = tmp_path / "schedstat"
+
+        def look(now: float, ran_ms: int, waited_ms: int) -> int:
+            stat.write_text(f"{ran_ms * 10**6} {waited_ms * 10**6} 1\n")
+            priority.check(now)
+            return os.sched_getscheduler(tid)
+
+        priority = JsPriority(DEFAULT_JS_NICE, idle=True)
+        priority._follow(tid)
+        stat.write_text("0 0 0\n")
+        os.close(priority._stat or os.open(os.devnull, os.O_RDONLY))
+        priority._stat = os.open(stat, os.O_RDONLY)
+        assert os.sched_getscheduler(tid) == os.SCHED_IDLE
+        assert look(10.000, 0, 0) == os.SCHED_IDLE  # the first look sets the baseline
+        # 5 ms later: ran 3 ms, waited 2 ms (lost its core to the worker's own threads)
+        assert look(10.005, 3, 2) == os.SCHED_IDLE
+        # 5 ms later: ran 0.0 ms, waited 4 ms: starved
+        assert look(10.010, 3, 6) == os.SCHED_OTHER
+        assert priority.starved == 1
+        assert os.getpriority(os.PRIO_PROCESS, tid) == DEFAULT_JS_NICE  # its nice value kept
+        assert look(10.500, 3, 400) == os.SCHED_OTHER  # held at its nice value for 1 s
+        assert look(11.020, 3, 900) == os.SCHED_IDLE  # then tried again
+    finally:
+        stop.set()
+        thread.join()

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import os
 import threading
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 
 __all__ = ("JsPriority",)
 
@@ -69,6 +70,25 @@ class JsPriority:
             self._stat = os.open(f"/proc/self/task/{thread}/schedstat", os.O_RDONLY)
             os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
             self._idle_now = True
+
+    @contextmanager
+    def awake(self) -> Iterator[None]:
+        """The runtime thread at its nice value while the worker waits for it in a jsrun
+        call (``close``, ``terminate``, ``get_stats``): starved, it could outlast the
+        call's guard."""
+        thread = self._thread if self._idle_now else None
+        if thread is not None:
+            self._policy(thread, os.SCHED_OTHER)
+        try:
+            yield
+        finally:
+            if thread is not None and thread == self._thread and self._idle_now:
+                self._policy(thread, os.SCHED_IDLE)
+
+    @staticmethod
+    def _policy(thread: int, policy: int) -> None:
+        with suppress(OSError):  # the thread ended with its runtime
+            os.sched_setscheduler(thread, policy, os.sched_param(0))
 
     def check(self, now: float) -> None:
         """Called while runs are in flight: a starved runtime thread leaves SCHED_IDLE."""

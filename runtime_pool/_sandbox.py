@@ -85,7 +85,8 @@ class _Sandbox:
         self.priority = JsPriority(config.js_nice, config.js_idle)
         self._runtime, self._serve = self._create()
         self._fresh_rss = _rss(self._statm)
-        self._fresh_heap = self._runtime.get_stats().heap_used_bytes
+        with self.priority.awake():
+            self._fresh_heap = self._runtime.get_stats().heap_used_bytes
 
     def _create(self) -> tuple[Runtime, Any]:
         c = self._config
@@ -115,13 +116,13 @@ class _Sandbox:
         # is being handed over; then this process exits and the pool replaces it.
         if not self._terminated:
             self._terminated = True
-            with _guarded(_TERMINATE_GRACE), suppress(Exception):  # dead already is fine
-                self._runtime.terminate()
+            with self.priority.awake(), _guarded(_TERMINATE_GRACE), suppress(Exception):
+                self._runtime.terminate()  # dead already is fine
 
     def heap_exhausted(self, exc: BaseException | None) -> bool:
         """A heap breach shows in the error only when the runtime is probed."""
         try:
-            with _guarded(_JSRUN_GUARD):
+            with self.priority.awake(), _guarded(_JSRUN_GUARD):
                 self._runtime.get_stats()
         except Exception as probe:
             exc = probe
@@ -133,7 +134,7 @@ class _Sandbox:
 
     def alive(self) -> bool:
         try:
-            with _guarded(_JSRUN_GUARD):
+            with self.priority.awake(), _guarded(_JSRUN_GUARD):
                 self._runtime.get_stats()
         except Exception:
             return False
@@ -145,7 +146,7 @@ class _Sandbox:
             return True
         if pending_async > 0:
             return True
-        with _guarded(_JSRUN_GUARD):
+        with self.priority.awake(), _guarded(_JSRUN_GUARD):
             stats = self._runtime.get_stats()
         busy = stats.active_timers + stats.active_intervals
         # Heap a run left behind (e.g. data in a private field stamped on a frozen
@@ -171,13 +172,14 @@ class _Sandbox:
         """
         if not idle:
             self.terminate()
-        with _guarded(_JSRUN_GUARD), suppress(Exception):
+        with self.priority.awake(), _guarded(_JSRUN_GUARD), suppress(Exception):
             self._runtime.close()
         self.runs = 0
         self._terminated = False
         self._runtime, self._serve = self._create()
         self._fresh_rss = _rss(self._statm)
-        self._fresh_heap = self._runtime.get_stats().heap_used_bytes
+        with self.priority.awake():
+            self._fresh_heap = self._runtime.get_stats().heap_used_bytes
 
 
 def syntax_position(source: str, heap_limit: int) -> tuple[str, int, int] | None:

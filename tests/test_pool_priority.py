@@ -156,3 +156,23 @@ def test_a_starved_runtime_thread_goes_back_to_its_nice_value_for_a_while(
     finally:
         stop.set()
         thread.join()
+
+
+@needs_idle
+def test_the_runtime_thread_is_at_its_nice_value_while_the_worker_waits_for_it() -> None:
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, name="jsrun-stand-in")
+    thread.start()
+    try:
+        tid = thread.native_id
+        assert tid is not None
+        os.setpriority(os.PRIO_PROCESS, tid, DEFAULT_JS_NICE)
+        priority = JsPriority(DEFAULT_JS_NICE, idle=True)
+        priority._follow(tid)
+        assert os.sched_getscheduler(tid) == os.SCHED_IDLE
+        with priority.awake():  # e.g. around get_stats() or close()
+            assert os.sched_getscheduler(tid) == os.SCHED_OTHER
+        assert os.sched_getscheduler(tid) == os.SCHED_IDLE
+    finally:
+        stop.set()
+        thread.join()

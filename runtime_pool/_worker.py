@@ -288,7 +288,7 @@ class Worker:
         if kind == "abandoned":
             kind, payload = run.ending or "timeout", ""
         self._close_run(run)
-        self._send_result(run, kind, payload, logs, busy=int(busy))
+        self._write(self._result_frame(run, kind, payload, logs, busy=int(busy)))
         self._after_run()
 
     async def _op_reports(self, epoch: int, settled: list[list[Any]], pending_async: int) -> None:
@@ -379,17 +379,6 @@ class Worker:
             future = self._replies.pop(call, None)
             if future is not None and not future.done():
                 future.set_result(["error", "run ended"])
-
-    def _send_result(
-        self,
-        run: _Run,
-        kind: str,
-        payload: str,
-        logs: str,
-        reason: str | None = None,
-        busy: int | None = None,
-    ) -> None:
-        self._write(self._result_frame(run, kind, payload, logs, reason, busy))
 
     def _result_frame(
         self,
@@ -492,7 +481,7 @@ class Worker:
         for token, run in runs.items():
             self._close_run(run)
             kind = (run.ending or reason) if token in culprits else "evicted"
-            self._send_result(run, kind, detail or reason, "[]", reason)
+            self._write(self._result_frame(run, kind, detail or reason, "[]", reason))
         if reason == "memory":
             os._exit(0)  # memory outside the heap is only given back by ending the process
         if not terminated:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -23,16 +25,21 @@ from runtime_pool._priority import JsPriority, _can_leave_idle
 pytestmark = pytest.mark.anyio
 
 
-def niceness(pid: int) -> dict[str, list[int]]:
-    """Thread name -> the nice values of the threads of ``pid`` with that name."""
+def thread_fields(pid: int, index: int) -> dict[str, list[int]]:
+    """Thread name ("main" for the main one) -> field ``index`` (after the name) of the
+    /proc stat of each thread of ``pid`` with that name."""
     found: dict[str, list[int]] = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         with open(f"/proc/{pid}/task/{tid}/stat", "rb") as stat:
             text = stat.read()
         name = text[text.index(b"(") + 1 : text.rindex(b")")].decode()
-        nice = int(text.rsplit(b")", 1)[1].split()[16])  # field 19 of proc(5)
-        found.setdefault("main" if int(tid) == pid else name, []).append(nice)
+        value = int(text.rsplit(b")", 1)[1].split()[index])
+        found.setdefault("main" if int(tid) == pid else name, []).append(value)
     return found
+
+
+def niceness(pid: int) -> dict[str, list[int]]:
+    return thread_fields(pid, 16)  # field 19 of proc(5)
 
 
 async def test_by_default_the_js_threads_are_niced_and_the_main_thread_is_not() -> None:
@@ -88,15 +95,7 @@ needs_idle = pytest.mark.skipif(
 
 
 def policies(pid: int) -> dict[str, set[int]]:
-    """Thread name -> the scheduling policies of the threads of ``pid`` with that name."""
-    found: dict[str, set[int]] = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/stat", "rb") as stat:
-            text = stat.read()
-        name = text[text.index(b"(") + 1 : text.rindex(b")")].decode()
-        policy = int(text.rsplit(b")", 1)[1].split()[38])  # field 41 of proc(5)
-        found.setdefault("main" if int(tid) == pid else name, set()).add(policy)
-    return found
+    return {name: set(values) for name, values in thread_fields(pid, 38).items()}  # field 41
 
 
 @needs_idle
@@ -118,12 +117,9 @@ async def test_js_idle_false_keeps_every_thread_sched_other() -> None:
     assert {policy for values in found.values() for policy in values} == {os.SCHED_OTHER}
 
 
-@needs_idle
-def test_a_starved_runtime_thread_goes_back_to_its_nice_value_for_a_while(
-    tmp_path: Path,
-) -> None:
-    # A real thread of this process stands in for the runtime thread; its schedstat
-    # is a file written here: (ns run, ns waited for a core, slices).
+@contextmanager
+def stand_in() -> Iterator[tuple[int, JsPriority]]:
+    """A thread of this process at nice DEFAULT_JS_NICE, followed as the runtime thread."""
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait, name="jsrun-stand-in")
     thread.start()
@@ -131,16 +127,28 @@ def test_a_starved_runtime_thread_goes_back_to_its_nice_value_for_a_while(
         tid = thread.native_id
         assert tid is not None
         os.setpriority(os.PRIO_PROCESS, tid, DEFAULT_JS_NICE)
-        stat = tmp_path / "schedstat"
+        priority = JsPriority(DEFAULT_JS_NICE, idle=True)
+        priority._follow(tid)
+        yield tid, priority
+    finally:
+        stop.set()
+        thread.join()
+
+
+@needs_idle
+def test_a_starved_runtime_thread_goes_back_to_its_nice_value_for_a_while(
+    tmp_path: Path,
+) -> None:
+    # Its schedstat is a file written here: (ns run, ns waited for a core, slices).
+    stat = tmp_path / "schedstat"
+    stat.write_text("0 0 0\n")
+    with stand_in() as (tid, priority):
 
         def look(now: float, ran_ms: int, waited_ms: int) -> int:
             stat.write_text(f"{ran_ms * 10**6} {waited_ms * 10**6} 1\n")
             priority.check(now)
             return os.sched_getscheduler(tid)
 
-        priority = JsPriority(DEFAULT_JS_NICE, idle=True)
-        priority._follow(tid)
-        stat.write_text("0 0 0\n")
         os.close(priority._stat or os.open(os.devnull, os.O_RDONLY))
         priority._stat = os.open(stat, os.O_RDONLY)
         assert os.sched_getscheduler(tid) == os.SCHED_IDLE
@@ -153,26 +161,12 @@ def test_a_starved_runtime_thread_goes_back_to_its_nice_value_for_a_while(
         assert os.getpriority(os.PRIO_PROCESS, tid) == DEFAULT_JS_NICE  # its nice value kept
         assert look(10.500, 3, 400) == os.SCHED_OTHER  # held at its nice value for 1 s
         assert look(11.020, 3, 900) == os.SCHED_IDLE  # then tried again
-    finally:
-        stop.set()
-        thread.join()
 
 
 @needs_idle
 def test_the_runtime_thread_is_at_its_nice_value_while_the_worker_waits_for_it() -> None:
-    stop = threading.Event()
-    thread = threading.Thread(target=stop.wait, name="jsrun-stand-in")
-    thread.start()
-    try:
-        tid = thread.native_id
-        assert tid is not None
-        os.setpriority(os.PRIO_PROCESS, tid, DEFAULT_JS_NICE)
-        priority = JsPriority(DEFAULT_JS_NICE, idle=True)
-        priority._follow(tid)
+    with stand_in() as (tid, priority):
         assert os.sched_getscheduler(tid) == os.SCHED_IDLE
         with priority.awake():  # e.g. around get_stats() or close()
             assert os.sched_getscheduler(tid) == os.SCHED_OTHER
         assert os.sched_getscheduler(tid) == os.SCHED_IDLE
-    finally:
-        stop.set()
-        thread.join()

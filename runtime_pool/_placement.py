@@ -23,23 +23,27 @@ _KEPT = 1024  # scripts remembered (the least recently run is forgotten first)
 
 
 class Costs:
-    """How long each script's recent runs held the JS thread, by script text."""
+    """How long each script's recent runs held the JS thread, by the hash of its text.
+
+    Only hashes are kept, so many large one-off scripts hold no memory here; two
+    scripts whose hashes collide share a score, which can only misplace a run.
+    """
 
     def __init__(self) -> None:
-        self._scores: dict[str, float] = {}
+        self._scores: dict[int, float] = {}
 
     def heavy(self, code: str) -> bool:
         """True for a script never seen, or one of whose recent runs computed."""
-        score = self._scores.get(code)
+        score = self._scores.get(hash(code))
         return score is None or score >= HEAVY_MS
 
     def observe(self, code: str, busy_ms: float) -> None:
         """A run of ``code`` ended having held the JS thread ``busy_ms`` in all."""
-        scores = self._scores
-        previous = scores.pop(code, None)
+        scores, key = self._scores, hash(code)
+        previous = scores.pop(key, None)
         if previous is None and len(scores) >= _KEPT:
             del scores[next(iter(scores))]
-        scores[code] = busy_ms if previous is None else max(busy_ms, previous * _DECAY)
+        scores[key] = busy_ms if previous is None else max(busy_ms, previous * _DECAY)
 
 
 def pick(slots: Sequence[Slot], concurrency: int, solo: bool, heavy: bool) -> Slot | None:

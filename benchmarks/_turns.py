@@ -18,7 +18,7 @@ from ._measure import run_batch
 from ._procfs import cpu_seconds, track_peak_rss
 from ._shapes import Shape
 
-__all__ = ("Timed", "rows", "time_case")
+__all__ = ("Timed", "print_side_by_side", "rows", "time_case")
 
 
 @dataclass
@@ -93,3 +93,27 @@ def rows(name: str, runs: int, steps: int, timed: Mapping[str, Timed]) -> list[s
             f"{t.workers_rss / 2**20:.0f} |"
         )
     return out
+
+
+async def print_side_by_side(
+    column: str,
+    align: str,
+    pools: Mapping[str, RuntimePool],
+    cases: list[tuple[Shape, int]],
+    rounds: int,
+) -> None:
+    """Open ``pools`` (label -> pool not yet entered), time each (shape, runs at once) case
+    on them taking turns, and print one Markdown table; ``column`` names the labels."""
+    load = os.getloadavg()[0]
+    print(
+        f"| case | {column} | runs at once | median ms (min-max) | runs/s | speed vs first "
+        "| ms/step | CPU ms/step: this process | CPU ms/step: workers | workers' peak RSS, MB |"
+    )
+    print(f"|---|{align}|---:|---:|---:|---:|---:|---:|---:|---:|")
+    async with AsyncExitStack() as stack:
+        opened = {label: await stack.enter_async_context(pool) for label, pool in pools.items()}
+        for shape, runs in cases:
+            timed = await time_case(shape, runs, opened, rounds)
+            for row in rows(shape.name, runs, runs * shape.size, timed):
+                print(row, flush=True)
+    print(f"\nload average {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")

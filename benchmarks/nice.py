@@ -14,38 +14,21 @@ else wants, and the host process keeps the core it needs.
 from __future__ import annotations
 
 import argparse
-import os
-from contextlib import AsyncExitStack
 
 import anyio
 
 from runtime_pool import RuntimePool
 
 from ._shapes import chain, diamond_io, seed_dag
-from ._turns import rows, time_case
+from ._turns import print_side_by_side
 
 
 async def main(levels: list[int], rounds: int, smoke: bool) -> None:
     cases = [(diamond_io(0.01), 1000), (seed_dag(), 100), (chain(100), 1)]
     if smoke:
         cases = [(diamond_io(0.01), 10), (seed_dag(), 10), (chain(6), 1)]
-    load = os.getloadavg()[0]
-    print(
-        "| case | js_nice | runs at once | median ms (min-max) | runs/s | speed vs first "
-        "level | ms/step | CPU ms/step: this process | CPU ms/step: workers | workers' peak "
-        "RSS, MB |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    async with AsyncExitStack() as stack:
-        pools = {
-            str(level): await stack.enter_async_context(RuntimePool(js_nice=level))
-            for level in levels
-        }
-        for shape, runs in cases:
-            timed = await time_case(shape, runs, pools, rounds)
-            for row in rows(shape.name, runs, runs * shape.size, timed):
-                print(row, flush=True)
-    print(f"\nload average {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
+    pools = {str(level): RuntimePool(js_nice=level) for level in levels}
+    await print_side_by_side("js_nice", "---:", pools, cases, rounds)
 
 
 def _cli() -> None:

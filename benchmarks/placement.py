@@ -17,8 +17,6 @@ idle and parked, its core free for the host.
 from __future__ import annotations
 
 import argparse
-import os
-from contextlib import AsyncExitStack
 from typing import Any, cast
 
 import anyio
@@ -26,7 +24,7 @@ import anyio
 from runtime_pool import RuntimePool
 
 from ._shapes import chain, diamond_io, seed_dag, seed_workflow
-from ._turns import rows, time_case
+from ._turns import print_side_by_side
 
 
 async def main(configs: list[tuple[str, int]], rounds: int, smoke: bool) -> None:
@@ -39,25 +37,13 @@ async def main(configs: list[tuple[str, int]], rounds: int, smoke: bool) -> None
     ]
     if smoke:
         cases = [(diamond_io(0.01), 10), (seed_dag(), 10), (chain(6), 1)]
-    load = os.getloadavg()[0]
-    print(
-        "| case | placement:concurrency | runs at once | median ms (min-max) | runs/s | speed "
-        "vs first | ms/step | CPU ms/step: this process | CPU ms/step: workers | workers' "
-        "peak RSS, MB |"
-    )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    async with AsyncExitStack() as stack:
-        pools = {
-            f"{placement}:{concurrency}": await stack.enter_async_context(
-                RuntimePool(placement=cast(Any, placement), concurrency=concurrency)
-            )
-            for placement, concurrency in configs
-        }
-        for shape, runs in cases:
-            timed = await time_case(shape, runs, pools, rounds)
-            for row in rows(shape.name, runs, runs * shape.size, timed):
-                print(row, flush=True)
-    print(f"\nload average {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
+    pools = {
+        f"{placement}:{concurrency}": RuntimePool(
+            placement=cast(Any, placement), concurrency=concurrency
+        )
+        for placement, concurrency in configs
+    }
+    await print_side_by_side("placement:concurrency", "---", pools, cases, rounds)
 
 
 def _config(text: str) -> tuple[str, int]:
